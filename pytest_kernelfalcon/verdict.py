@@ -1,0 +1,75 @@
+"""What a trusted check ends in: one ``Category`` and a ``Verdict`` with concrete detail."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Category(str, Enum):
+    """Stable failure names; the JSON report and the terminal summary use ``.value``."""
+
+    COMPILE_ERROR = "compile_error"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    CRASH = "crash"
+    SHAPE_MISMATCH = "shape_mismatch"
+    NUMERIC_MISMATCH = "numeric_mismatch"
+    TORCH_COMPUTE = "torch_compute"
+    NO_TRITON_LAUNCH = "no_triton_launch"
+    FALLBACK = "fallback"
+    REFERENCE_REUSE = "reference_reuse"
+    RESULT_REUSE = "result_reuse"
+    INPUT_MUTATION = "input_mutation"
+    SIDE_STREAM = "side_stream"
+    CHECKER_TAMPER = "checker_tamper"
+    MISSING_CANDIDATE = "missing_candidate"
+    REFERENCE_ERROR = "reference_error"
+    CANCELLED = "cancelled"
+    # pipeline-level outcomes (a task that never reached a final check)
+    LLM_ERROR = "llm_error"
+    FORMAT_ERROR = "format_error"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    WORKER_CRASH = "worker_crash"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The tolerance policy a check used, reported with every verdict."""
+
+    policy: str
+    atol: float
+    rtol: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The checker's judgement of one candidate against one task."""
+
+    passed: bool
+    category: Category | None
+    detail: str
+    seeds: tuple[int, ...] = ()
+    shapes: tuple[dict[str, Any], ...] = ()
+    tolerance: Tolerance | None = None
+    low_signal: bool = False
+    device: str = "cpu"
+    dtype: str = "fp32"
+    tf32: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (``category`` as its string name or ``None``)."""
+        data = dataclasses.asdict(self)
+        data["category"] = self.category.value if self.category else None
+        data["seeds"] = list(self.seeds)
+        data["shapes"] = [dict(s) for s in self.shapes]
+        return data
+
+    @classmethod
+    def failed(cls, category: Category, detail: str, **extra: Any) -> Verdict:
+        """Return a failing verdict of ``category``."""
+        return cls(passed=False, category=category, detail=detail, **extra)

@@ -1,0 +1,39 @@
+"""Shared fixtures: where the real KernelBench problems are, and the GPU marker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def kernelbench_root() -> Path:
+    """Return ``KERNELBENCH_DIR`` or the default ``../shared/kernelbench`` beside the repo."""
+    default = REPO.parent / "shared" / "kernelbench"
+    return Path(os.environ.get("KERNELBENCH_DIR", default))
+
+
+@pytest.fixture(scope="session")
+def kernelbench_dir() -> Path:
+    """The real KernelBench problems; skips the test cleanly where they are absent."""
+    root = kernelbench_root()
+    if not (root / "level1").is_dir():
+        pytest.skip(f"KernelBench problems not found at {root} (set KERNELBENCH_DIR)")
+    return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests where CUDA is not available."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
