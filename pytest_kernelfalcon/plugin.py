@@ -1,1 +1,203 @@
-"""pytest hooks for --falcon (being written)."""
+"""pytest hooks: ``--falcon`` options, task collection, items, terminal summary, gating."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_kernelfalcon.config import OPTIONS, FalconConfig
+from pytest_kernelfalcon.outcome import TaskOutcome
+from pytest_kernelfalcon.session import FalconSession, new_run_id
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.tasks import TaskFile
+
+SESSION_KEY = pytest.StashKey[FalconSession]()
+OUTCOME_PROPERTY = "falcon_outcome"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``--falcon*`` option group and the mirroring ``falcon_*`` ini keys."""
+    group = parser.getgroup("falcon", "kernelfalcon: LLM-generated Triton kernels, trusted checker")
+    for flag, dest, kind, _default, help_text in OPTIONS:
+        if kind == "bool":
+            group.addoption(flag, action="store_true", dest=dest, default=None, help=help_text)
+        else:
+            group.addoption(flag, dest=dest, default=None, metavar=dest.split("_", 1)[1].upper(),
+                            help=help_text)
+        parser.addini(dest, help=help_text, default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the configuration once and create the session object (controller and workers)."""
+    cfg = FalconConfig.from_pytest(config)
+    if not cfg.falcon:
+        return
+    workerinput = getattr(config, "workerinput", None)
+    run_id = workerinput["falcon_run_id"] if workerinput else (cfg.falcon_resume or new_run_id())
+    worker_id = workerinput.get("workerid") if workerinput else None
+    session = FalconSession(cfg, Path(str(config.rootpath)), run_id, worker_id)
+    if session.mode == "pipeline" and workerinput is None:
+        _check_provider(session)
+    config.stash[SESSION_KEY] = session
+    if workerinput is None:
+        config.pluginmanager.register(FalconController(session), "falcon-controller")
+
+
+def _check_provider(session: FalconSession) -> None:
+    """Fail at start, loudly, on a provider that cannot work (no key, unknown name, no transcripts)."""
+    from pytest_kernelfalcon.pipeline.session import validate_provider
+
+    try:
+        validate_provider(session)
+    except Exception as exc:  # the provider's own config error, whatever its class
+        raise pytest.UsageError(f"falcon: {exc}") from exc
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Hand the controller's run id to each xdist worker so all share one run directory."""
+    session = node.config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        node.workerinput["falcon_run_id"] = session.run_id
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` under ``--falcon`` on CUDA: one worker per visible GPU."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or session.cfg.device != "cuda":
+        return None
+    import os
+
+    import torch
+
+    from pytest_kernelfalcon.gpus import auto_workers
+
+    return auto_workers(dict(os.environ), torch.cuda.device_count())
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """One line at the top saying what is judged and where answers come from."""
+    session = config.stash.get(SESSION_KEY, None)
+    return session.header_line() if session else None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect a ``.py`` file defining ``Model``, ``get_inputs`` and ``get_init_inputs`` as a task."""
+    if file_path.suffix != ".py" or SESSION_KEY not in parent.config.stash:
+        return None
+    from pytest_kernelfalcon.tasks import discover_tasks
+
+    tasks = discover_tasks([file_path])
+    if not tasks:
+        return None
+    return TaskFileCollector.from_parent(parent, path=file_path, task=tasks[0])
+
+
+class TaskFileCollector(pytest.File):
+    """A KernelBench-format task file: yields one item."""
+
+    def __init__(self, *, task: TaskFile, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+
+    def collect(self) -> list[pytest.Item]:
+        """Return the single item for this task."""
+        return [TaskItem.from_parent(self, name=self.task.id, task=self.task)]
+
+
+class TaskFailed(Exception):
+    """Raised by a task item whose outcome is a failure; carries the outcome."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        super().__init__(outcome.detail)
+        self.outcome = outcome
+
+
+class TaskItem(pytest.Item):
+    """One KernelBench task: runs the pipeline (or judges a candidate) and records the outcome."""
+
+    def __init__(self, *, task: TaskFile, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        if task.missing:
+            self.add_marker(pytest.mark.skip(reason=f"needs {', '.join(task.missing)} (not installed)"))
+
+    def runtest(self) -> None:
+        """Run the task; skip when the reference itself cannot run here; fail with the category."""
+        outcome = self.config.stash[SESSION_KEY].run_task(self.task)
+        self.user_properties.append((OUTCOME_PROPERTY, json.dumps(outcome.to_json())))
+        if outcome.category == "reference_error":
+            pytest.skip(f"reference cannot run here: {outcome.detail.splitlines()[0][:300]}")
+        if not outcome.passed:
+            raise TaskFailed(outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        """Show the failing stage, category and the concrete detail, not a traceback."""
+        if isinstance(excinfo.value, TaskFailed):
+            out = excinfo.value.outcome
+            return f"{out.task_id}: failed at {out.stage or 'check'}: {out.category}\n{out.detail}"
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Locate the item by its task file."""
+        return self.path, None, self.task.id
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only this shard's tasks under ``--falcon-shard I/N``."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or session.cfg.falcon_shard is None:
+        return
+    from pytest_kernelfalcon.shard import select_shard
+
+    index, count = session.cfg.falcon_shard
+    tasks = [item for item in items if isinstance(item, TaskItem)]
+    keep = set(select_shard([item.task.id for item in tasks], index, count))
+    deselected = [item for item in tasks if item.task.id not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
+class FalconController:
+    """Controller-side hooks (registered only where the run is steered): outcomes, report, gate."""
+
+    def __init__(self, session: FalconSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Gather task outcomes (they travel with xdist reports as user properties)."""
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == OUTCOME_PROPERTY:
+                outcome = TaskOutcome.from_json(json.loads(str(value)))
+                if outcome.category != "reference_error":
+                    self.session.outcomes.append(outcome)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the report and apply the CI gate (a failed gate fails the session)."""
+        from pytest_kernelfalcon.reporting import finish_run
+
+        if not finish_run(self.session) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Print per-level pass rates, failure categories, usage and the gate's verdict."""
+        from pytest_kernelfalcon.reporting import summary_text
+
+        terminalreporter.section("kernelfalcon")
+        for line in summary_text(self.session).splitlines():
+            terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the session's executors and providers."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,36 @@
+"""The ``kernelfalcon`` command: dispatches to ``verify`` and ``report`` subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: kernelfalcon <command> [options]
+
+commands:
+  verify TASK.py CANDIDATE.py   judge one candidate with the trusted checker
+  report show|compare|merge     print, compare or merge JSON reports
+
+run 'kernelfalcon <command> --help' for a command's options"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``kernelfalcon`` command line; return the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "verify":
+        from pytest_kernelfalcon.cli_verify import main as verify_main
+
+        return verify_main(rest)
+    if command == "report":
+        from pytest_kernelfalcon.cli_report import main as report_main
+
+        return report_main(rest)
+    print(f"kernelfalcon: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

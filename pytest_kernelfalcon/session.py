@@ -1,0 +1,142 @@
+"""``FalconSession``: owns one pytest run - its config, checker, provider, run directory, outcomes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_kernelfalcon.config import FalconConfig
+from pytest_kernelfalcon.outcome import TaskOutcome
+from pytest_kernelfalcon.verdict import Category
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.checker import Checker
+    from pytest_kernelfalcon.tasks import TaskFile
+
+
+def new_run_id() -> str:
+    """Return a sortable, unique run id like ``20261125-134501-3f9a``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
+@dataclass
+class FalconSession:
+    """The state of one run, in one process (controller or xdist worker)."""
+
+    cfg: FalconConfig
+    rootdir: Path
+    run_id: str
+    worker_id: str | None = None
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    gate: Any = None
+    written: list[Path] = field(default_factory=list)
+    _checker: Checker | None = None
+    _pipeline: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def mode(self) -> str:
+        """``check`` when judging candidates from a directory, else ``pipeline``."""
+        return "check" if self.cfg.falcon_candidates is not None else "pipeline"
+
+    @property
+    def transcripts_dir(self) -> Path:
+        """Where the replay provider reads answers (default: ``kernelbench/transcripts``)."""
+        return self.cfg.falcon_transcripts or self.rootdir / "kernelbench" / "transcripts"
+
+    @property
+    def run_dir(self) -> Path:
+        """This run's directory."""
+        return self.cfg.falcon_run_dir / self.run_id
+
+    def header_line(self) -> str:
+        """The one line printed at the top of the run: what is judged, and where answers come from."""
+        where = f"device {self.cfg.device}, {self.cfg.shapes} shapes, {self.cfg.falcon_seeds} seeds"
+        if self.mode == "check":
+            return f"falcon: judging candidates from {self.cfg.falcon_candidates} ({where})"
+        provider = self.cfg.resolved_provider()
+        if provider == "replay" and self.cfg.falcon_provider == "auto":
+            return (f"falcon: offline - no ANTHROPIC_API_KEY, replaying hand-written transcripts from "
+                    f"{self.transcripts_dir} (not model output); {where}; run {self.run_dir}")
+        return f"falcon: provider {provider}, model {self.cfg.falcon_model}; {where}; run {self.run_dir}"
+
+    def prompt_hashes(self) -> dict[str, str]:
+        """The sha256 of each prompt template in use (empty when judging candidates)."""
+        if self.mode == "check":
+            return {}
+        from pytest_kernelfalcon.pipeline.prompts import template_hashes
+
+        return template_hashes(self.cfg.falcon_prompts)
+
+    def check_options(self) -> Any:
+        """The checker options this session uses for final acceptance."""
+        from pytest_kernelfalcon.checker import CheckOptions
+        from pytest_kernelfalcon.gpus import gpu_for_worker
+
+        device = self.cfg.device
+        gpu = gpu_for_worker(self.worker_id, dict(os.environ), _cuda_count()) if device == "cuda" else None
+        return CheckOptions(device=device, shapes=self.cfg.shapes, seeds=self.cfg.falcon_seeds,
+                            seed=self.cfg.falcon_seed, dtype=self.cfg.falcon_dtype,
+                            timeout_s=self.cfg.falcon_check_timeout, gpu=gpu)
+
+    def checker(self) -> Checker:
+        """The process's checker (reference outputs cached across items)."""
+        with self._lock:
+            if self._checker is None:
+                from pytest_kernelfalcon.checker import Checker
+
+                self._checker = Checker(self.check_options())
+            return self._checker
+
+    def run_task(self, task: TaskFile) -> TaskOutcome:
+        """Run one task in this session's mode and return its outcome."""
+        if self.mode == "check":
+            return self.judge_candidate(task)
+        from pytest_kernelfalcon.pipeline.session import run_pipeline_task
+
+        return run_pipeline_task(self, task)
+
+    def judge_candidate(self, task: TaskFile) -> TaskOutcome:
+        """Verify the candidate of the same name from ``--falcon-candidates``."""
+        start = time.perf_counter()
+        candidate = find_candidate(self.cfg.falcon_candidates, task)
+        if candidate is None:
+            return TaskOutcome(task.id, task.level, False, stage="check",
+                               category=Category.MISSING_CANDIDATE.value,
+                               detail=f"no candidate {task.level}/{task.path.name} or {task.path.name} "
+                                      f"in {self.cfg.falcon_candidates}")
+        verdict = self.checker().verify(task.path, candidate)
+        return TaskOutcome(
+            task.id, task.level, verdict.passed, stage=None if verdict.passed else "check",
+            category=verdict.category.value if verdict.category else None, detail=verdict.detail,
+            wall_s=time.perf_counter() - start, seeds=verdict.seeds, shapes=verdict.shapes,
+            low_signal=verdict.low_signal, source="check", extra={"candidate": str(candidate)})
+
+    def close(self) -> None:
+        """Release executors and providers."""
+        if self._checker is not None:
+            self._checker.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
+
+
+def find_candidate(directory: Path | None, task: TaskFile) -> Path | None:
+    """Return ``DIR/<level>/<file>`` or ``DIR/<file>`` for a task, whichever exists first."""
+    if directory is None:
+        return None
+    for path in (directory / task.level / task.path.name, directory / task.path.name):
+        if path.is_file():
+            return path
+    return None
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
