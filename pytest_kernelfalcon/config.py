@@ -22,7 +22,7 @@ OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
      "judge the candidate file of the same name from DIR instead of running the agent"),
     ("--falcon-provider", "falcon_provider", "str", "auto",
      "LLM provider: anthropic, openai, replay, scripted (auto: anthropic with a key, else replay)"),
-    ("--falcon-model", "falcon_model", "str", "claude-sonnet-4-5", "model name for the provider"),
+    ("--falcon-model", "falcon_model", "str", "claude-sonnet-4-6", "model name for the provider"),
     ("--falcon-workers", "falcon_workers", "int", 4, "parallel generation workers per subgraph"),
     ("--falcon-max-rounds", "falcon_max_rounds", "int", 4, "rounds per worker (error feedback)"),
     ("--falcon-budget-usd", "falcon_budget_usd", "float", None, "dollar budget per task"),
@@ -57,7 +57,7 @@ class FalconConfig:
     falcon: bool = False
     falcon_candidates: Path | None = None
     falcon_provider: str = "auto"
-    falcon_model: str = "claude-sonnet-4-5"
+    falcon_model: str = "claude-sonnet-4-6"
     falcon_workers: int = 4
     falcon_max_rounds: int = 4
     falcon_budget_usd: float | None = None
@@ -110,6 +110,8 @@ class FalconConfig:
             _usage(f"--falcon-fail-under must be a rate between 0 and 1, got {self.falcon_fail_under}")
         if self.falcon_candidates is not None and not self.falcon_candidates.is_dir():
             _usage(f"--falcon-candidates: {self.falcon_candidates} is not a directory")
+        if self.falcon_bench and self.device == "cpu":
+            _usage("--falcon-bench times kernels on a GPU; no CUDA device is available here")
         if self.falcon_baseline is not None and not self.falcon_baseline.is_file():
             _usage(f"--falcon-baseline: {self.falcon_baseline} does not exist")
 
@@ -143,7 +145,7 @@ def _read(config: pytest.Config, dest: str, kind: str, default: Any, root: Path)
         ini = config.getini(dest)
         value = ini if ini not in ("", None, []) else None
     if value is None:
-        return default
+        return default if default is None or kind != "path" else _convert(dest, kind, default, root)
     return _convert(dest, kind, value, root)
 
 

@@ -40,11 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = workerinput["falcon_run_id"] if workerinput else (cfg.falcon_resume or new_run_id())
     worker_id = workerinput.get("workerid") if workerinput else None
     session = FalconSession(cfg, Path(str(config.rootpath)), run_id, worker_id)
-    if session.mode == "pipeline" and workerinput is None:
+    if session.mode == "pipeline" and workerinput is None and not config.option.collectonly:
         _check_provider(session)
     config.stash[SESSION_KEY] = session
     if workerinput is None:
         config.pluginmanager.register(FalconController(session), "falcon-controller")
+        if config.option.verbose >= 0 and not getattr(config.option, "numprocesses", None):
+            session.on_event = Progress(config)
 
 
 def _check_provider(session: FalconSession) -> None:
@@ -164,6 +166,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in deselected]
 
 
+class Progress:
+    """Live progress of the pipeline on the terminal: stage, subgraph, worker, round, verdicts."""
+
+    SHOWN = ("stage_start", "round", "verdict", "cancelled", "task_end")
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.verbose = config.option.verbose
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Print one line for the events worth seeing (every event is in events.jsonl)."""
+        kind = event.get("type")
+        if kind not in self.SHOWN or (kind == "round" and self.verbose < 1):
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"  [falcon] {describe_event(event)}")
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """Return a one-line human description of a pipeline event."""
+    where = " ".join(str(event[k]) for k in ("stage", "subgraph") if event.get(k))
+    who = f"w{event['worker']} r{event['round']}" if "worker" in event and "round" in event else ""
+    what = event.get("category") or event.get("outcome") or ""
+    if event.get("passed"):
+        what = "verified" if event.get("type") == "verdict" else "passed"
+    return " ".join(x for x in (event.get("task", ""), event["type"], where, who, str(what)) if x)
+
+
 class FalconController:
     """Controller-side hooks (registered only where the run is steered): outcomes, report, gate."""
 
@@ -184,6 +215,8 @@ class FalconController:
         """Write the report and apply the CI gate (a failed gate fails the session)."""
         from pytest_kernelfalcon.reporting import finish_run
 
+        if session.config.option.collectonly:
+            return
         if not finish_run(self.session) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -191,6 +224,8 @@ class FalconController:
         """Print per-level pass rates, failure categories, usage and the gate's verdict."""
         from pytest_kernelfalcon.reporting import summary_text
 
+        if terminalreporter.config.option.collectonly:
+            return
         terminalreporter.section("kernelfalcon")
         for line in summary_text(self.session).splitlines():
             terminalreporter.write_line(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ class FalconSession:
     rootdir: Path
     run_id: str
     worker_id: str | None = None
+    on_event: Any = None  # live progress callback for the pipeline (None: events only on disk)
     outcomes: list[TaskOutcome] = field(default_factory=list)
     report: dict[str, Any] | None = None
     gate: Any = None
@@ -95,12 +97,27 @@ class FalconSession:
             return self._checker
 
     def run_task(self, task: TaskFile) -> TaskOutcome:
-        """Run one task in this session's mode and return its outcome."""
+        """Run one task in this session's mode (timing it under ``--falcon-bench``); return its outcome."""
         if self.mode == "check":
-            return self.judge_candidate(task)
-        from pytest_kernelfalcon.pipeline.session import run_pipeline_task
+            outcome = self.judge_candidate(task)
+        else:
+            from pytest_kernelfalcon.pipeline.session import run_pipeline_task
 
-        return run_pipeline_task(self, task)
+            outcome = run_pipeline_task(self, task, on_event=self.on_event)
+        return self.bench(task, outcome) if self.cfg.falcon_bench and outcome.passed else outcome
+
+    def bench(self, task: TaskFile, outcome: TaskOutcome) -> TaskOutcome:
+        """Time the verified ``ModelNew`` against eager and ``torch.compile``; add speed-ups."""
+        from pytest_kernelfalcon.timing import BenchOptions, bench_task
+
+        model_new = outcome.model_new or outcome.extra.get("candidate")
+        if model_new is None:
+            return outcome
+        gpu = self.check_options().gpu
+        result = bench_task(task.path, model_new, BenchOptions(gpu=gpu, dtype=self.cfg.falcon_dtype))
+        return dataclasses.replace(outcome, speedup_eager=result.speedup_eager,
+                                   speedup_compile=result.speedup_compile,
+                                   extra={**outcome.extra, "bench": result.to_json()})
 
     def judge_candidate(self, task: TaskFile) -> TaskOutcome:
         """Verify the candidate of the same name from ``--falcon-candidates``."""

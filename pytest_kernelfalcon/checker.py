@@ -1,0 +1,265 @@
+"""The trusted checker: reference and candidate each run in a child; the parent compares.
+
+Neither the task module nor the candidate is imported here. The parent writes job
+directories, runs them through an ``Executor``, loads ``result.pt`` weights-only, and
+judges (``judge.py``). A ``Checker`` caches
+reference runs per (task source, plan, seeds, dtype, device) so many candidates of
+one task reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_kernelfalcon.executor import ColdExecutor, Executor, Job, JobResult
+from pytest_kernelfalcon.judge import job_failure, judge_candidate
+from pytest_kernelfalcon.verdict import Category, Verdict
+
+STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
+CPU_BUDGET_NUMEL = 1 << 16
+GPU_BUDGET_NUMEL = 1 << 24  # scaled/fuzz on cuda: big enough for many blocks, small enough to ship
+DEFAULT_SEED = 42
+STRONG_TRANSFORM = (4.0, -2.0)
+STRONG_TRIALS = 2
+FUZZ_TRIALS = 2
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How a candidate is checked; frozen, read once."""
+
+    device: str = "auto"  # "cpu" | "cuda" | "auto" (cuda if available else cpu + TRITON_INTERPRET=1)
+    shapes: str = "official"  # "official" | "scaled" | "fuzz"
+    seeds: int = 3  # trials
+    seed: int | None = None  # base seed (fuzz replay); printed in the verdict
+    dtype: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    timeout_s: float = 120.0
+    entry: str = "ModelNew"  # class name in the candidate file
+    audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
+    gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A finished reference run: cases (plan, weights, trials), low-signal probes, discarded plans."""
+
+    cases: tuple[dict[str, Any], ...]
+    discarded: tuple[dict[str, Any], ...]
+    probes: tuple[str, ...]
+    base_seed: int
+    wall_s: float
+
+    @property
+    def low_signal(self) -> bool:
+        """Whether a trivial answer passes the ordinary trials."""
+        return bool(self.probes)
+
+
+def resolve_device(device: str) -> str:
+    """Return ``cpu`` or ``cuda`` for an option value (``auto``: cuda when available)."""
+    if device in ("cpu", "cuda"):
+        return device
+    if device != "auto":
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or auto")
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _validate(options: CheckOptions) -> None:
+    """Raise ``ValueError`` for option values the checker does not know."""
+    if options.shapes not in ("official", "scaled", "fuzz"):
+        raise ValueError(f"unknown shapes {options.shapes!r}; expected official, scaled or fuzz")
+    if options.dtype not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown dtype {options.dtype!r}; expected fp32, bf16 or fp16")
+    if options.seeds < 1 or options.timeout_s <= 0:
+        raise ValueError("seeds must be >= 1 and timeout_s > 0")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def static_rejection(source: str) -> Verdict | None:
+    """Return a failing verdict for a static-audit finding that rejects without running, else None."""
+    from pytest_kernelfalcon import audit
+
+    for finding in audit.static_audit(source):
+        if finding.category in STATIC_REJECT:
+            detail = f"{finding.message} (static audit, candidate.py:{finding.line})"
+            return Verdict.failed(finding.category, detail)
+    return None
+
+
+def _save_job(jobdir: Path, job: dict[str, Any]) -> None:
+    import torch
+
+    torch.save(job, jobdir / "job.pt")
+
+
+class Checker:
+    """Verifies candidates against tasks; holds the executor and a reference cache."""
+
+    def __init__(self, options: CheckOptions | None = None, executor: Executor | None = None) -> None:
+        self.options = options or CheckOptions()
+        _validate(self.options)
+        self.device = resolve_device(self.options.device)
+        self.executor: Executor = executor or ColdExecutor()
+        self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
+        self._fuzz_seed = secrets.randbelow(2**31)
+
+    def close(self) -> None:
+        """Release the executor."""
+        self.executor.close()
+
+    @property
+    def base_seed(self) -> int:
+        """The base seed of every trial (random per checker for fuzz unless given)."""
+        if self.options.seed is not None:
+            return self.options.seed
+        return self._fuzz_seed if self.options.shapes == "fuzz" else DEFAULT_SEED
+
+    def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None) -> Verdict:
+        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates)."""
+        device, dtype = self.device, self.options.dtype
+        source = _read(Path(candidate))
+        if source is None:
+            detail = f"cannot read candidate {candidate}"
+            return Verdict.failed(Category.MISSING_CANDIDATE, detail, device=device, dtype=dtype)
+        task_source = _read(Path(task))
+        if task_source is None:
+            return Verdict.failed(Category.REFERENCE_ERROR, f"cannot read task {task}", device=device, dtype=dtype)
+        if self.options.audit:
+            rejected = static_rejection(source)
+            if rejected is not None:
+                return replace(rejected, device=device, dtype=dtype)
+        reference = self.reference(task_source, cancel)
+        if isinstance(reference, Verdict):
+            return reference
+        return self._run_candidate(source, reference, cancel)
+
+    # -- reference -------------------------------------------------------------------------
+    def reference(self, task_source: str, cancel: threading.Event | None = None) -> Reference | Verdict:
+        """Return the (cached; then ``wall_s`` 0) reference run of a task source, or a failing verdict."""
+        opts = self.options
+        key = (hashlib.sha256(task_source.encode()).hexdigest(), opts.shapes, self.base_seed,
+               opts.seeds, opts.dtype, self.device)
+        if key in self._references:
+            cached = self._references[key]
+            return replace(cached, wall_s=0.0) if isinstance(cached, Reference) else cached
+        found = self._compute_reference(task_source, cancel)
+        if not (isinstance(found, Verdict) and found.category == Category.CANCELLED):
+            self._references[key] = found
+        return found
+
+    def _compute_reference(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
+        from pytest_kernelfalcon import shapes
+
+        start = time.monotonic()
+        if self.options.shapes == "official":
+            found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel)
+        else:  # scaled, and fuzz: draws are made around the chosen scaled plan
+            found = self._reference_job(source, shapes.scaled_plans(source), "first_fit",
+                                        self._budget(), cancel)
+        if self.options.shapes == "fuzz" and isinstance(found, Reference):
+            found = self._fuzz_reference(source, found.cases[0]["plan_obj"], cancel)
+        if isinstance(found, Reference):
+            found = replace(found, wall_s=time.monotonic() - start)
+        return found
+
+    def _fuzz_reference(self, source: str, base: Any, cancel: threading.Event | None) -> Reference | Verdict:
+        from pytest_kernelfalcon import shapes
+
+        plans = shapes.fuzz_plans(source, max(self.options.seeds, 1), self.base_seed, base)
+        return self._reference_job(source, plans, "each", 4 * self._budget(), cancel, last_exempt=False)
+
+    def _budget(self) -> int:
+        return CPU_BUDGET_NUMEL if self.device == "cpu" else GPU_BUDGET_NUMEL
+
+    def _trial_seeds(self) -> list[int]:
+        n = min(self.options.seeds, FUZZ_TRIALS) if self.options.shapes == "fuzz" else self.options.seeds
+        return [self.base_seed + i for i in range(max(n, 1))]
+
+    def _reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
+                       cancel: threading.Event | None, last_exempt: bool = True) -> Reference | Verdict:
+        from pytest_kernelfalcon.tasks import rewrite_constants
+
+        jobdir = Path(tempfile.mkdtemp(prefix="kf-ref-"))
+        try:
+            entries = []
+            for k, plan in enumerate(plans):
+                (jobdir / f"task_{k}.py").write_text(rewrite_constants(source, plan.overrides))
+                entries.append({"file": f"task_{k}.py", "index": k, "plan": plan.describe(),
+                                "transform": [plan.values.scale, plan.values.shift]})
+            job = {"version": 1, "mode": "reference", "device": self.device, "dtype": self.options.dtype,
+                   "construct_seed": self.base_seed, "plans": entries, "pick": pick,
+                   "budget_numel": budget, "last_exempt": last_exempt, "seeds": self._trial_seeds(),
+                   "strong_seeds": [self.base_seed + 1000 + i for i in range(STRONG_TRIALS)],
+                   "strong": list(STRONG_TRANSFORM)}
+            _save_job(jobdir, job)
+            result = self._run(jobdir, cancel)
+            return self._reference_from(result, plans)
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _reference_from(self, result: JobResult, plans: list[Any]) -> Reference | Verdict:
+        from pytest_kernelfalcon.compare import low_signal_probes, tolerance_for
+
+        failed = job_failure(result, "reference")
+        if failed is not None:
+            category = failed.category if failed.category == Category.CANCELLED else Category.REFERENCE_ERROR
+            return replace(failed, category=category, device=self.device, dtype=self.options.dtype)
+        report = result.report or {}
+        cases = tuple({**case, "plan_obj": plans[case["index"]]} for case in report["cases"])
+        tol = tolerance_for(self.options.dtype)
+        probes = tuple(p for case in cases for p in low_signal_probes(
+            [(t["inputs"], t["outputs"]) for t in case["trials"]], tol))
+        return Reference(cases, tuple(report.get("discarded", ())), probes, self.base_seed, result.wall_s)
+
+    def _run(self, jobdir: Path, cancel: threading.Event | None) -> JobResult:
+        job = Job(jobdir, self.options.timeout_s, self.device, self.options.gpu)
+        return self.executor.run(job, cancel)
+
+    # -- candidate -------------------------------------------------------------------------
+    def _candidate_job(self, reference: Reference) -> dict[str, Any]:
+        cases = []
+        for case in reference.cases:
+            trials = list(case["trials"]) + (list(case["strong_trials"]) if reference.low_signal else [])
+            cases.append({"construct_seed": case["construct_seed"], "init_inputs": case["init_inputs"],
+                          "state_dict": case["state_dict"],
+                          "trials": [{"seed": t["seed"], "inputs": t["inputs"]} for t in trials]})
+        return {"version": 1, "mode": "candidate", "entry": self.options.entry, "device": self.device,
+                "dtype": self.options.dtype, "cases": cases, "audit": self.options.audit,
+                "poison": self.options.audit}
+
+    def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None) -> Verdict:
+        jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
+        try:
+            (jobdir / "candidate.py").write_text(source)
+            _save_job(jobdir, self._candidate_job(reference))
+            result = self._run(jobdir, cancel)
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
+        return judge_candidate(reference, result, self.options, self.device)
+
+
+def verify_candidate(task: Path, candidate: Path, options: CheckOptions | None = None,
+                     executor: Executor | None = None, cancel: threading.Event | None = None) -> Verdict:
+    """Judge one candidate file against one task file (one-shot ``Checker``)."""
+    checker = Checker(options or CheckOptions(), executor)
+    try:
+        return checker.verify(Path(task), Path(candidate), cancel)
+    finally:
+        if executor is None:
+            checker.close()

@@ -1,0 +1,246 @@
+"""The run-time audit inside the candidate child: aten op log, Triton launch count, integrity.
+
+Used only by ``child.py``. Triton's launch path is wrapped before the candidate is
+imported: ``JITFunction.run`` (compiled kernels, GPU) and the interpreter's
+``GridExecutor.__call__`` (``TRITON_INTERPRET=1``). The interpreter's own host copies
+(``_init_args_hst`` / ``_restore_args_dev``) and autotuner benchmarking are not logged
+as the candidate's ops. Everything recorded is reported; the parent judges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def _is_triton(exc: BaseException, name: str) -> bool:
+    return any(c.__name__ == name and c.__module__.startswith("triton") for c in type(exc).__mro__)
+
+
+def classify_error(exc: BaseException, default: str) -> str:
+    """Return ``compile_error`` for Triton compilation errors (anywhere in the cause chain), else ``default``.
+
+    Under ``TRITON_INTERPRET=1`` a kernel body that would not compile on a GPU (unknown
+    ``tl`` function, type or shape error) raises ``InterpreterError``; it counts as a
+    compile error unless its cause is an ``AssertionError`` (a device assert, a runtime check).
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if _is_triton(seen, "CompilationError"):
+            return "compile_error"
+        if _is_triton(seen, "InterpreterError"):
+            return default if isinstance(seen.__cause__, AssertionError) else "compile_error"
+        seen = seen.__cause__ or seen.__context__
+    return default
+
+
+def _make_oplog(audit: RunAudit) -> Any:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpLog(TorchDispatchMode):
+        """Logs every aten op dispatched while active (unless paused by a Triton launch)."""
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if not audit.paused:
+                audit.record_op(str(func))
+            return func(*args, **(kwargs or {}))
+
+    return OpLog()
+
+
+class RunAudit:
+    """Run-time audit state of one candidate job (no globals: wrappers close over this object)."""
+
+    def __init__(self, candidate: Path, enabled: bool, device: str) -> None:
+        self.candidate = str(candidate)
+        self.enabled, self.device = enabled, device
+        self.paused = 0
+        self.ops: dict[str, int] = {}
+        self.forbidden: dict[str, dict[str, Any]] = {}
+        self.launches = 0
+        self.trial_launches: list[int] = []
+        self.tamper: list[str] = []
+        self.side_stream = False
+        self.state_copy: dict[str, int] = {}
+        self._originals: list[tuple[Any, str, Any]] = []
+        self._snapshot: dict[str, int] = {}
+        self._threads: set[threading.Thread] = set()
+        self._oplog: Any = None
+
+    # -- installation -------------------------------------------------------------------
+    def install(self) -> None:
+        """Wrap Triton's launch path and take the integrity snapshot (before the candidate loads)."""
+        if not self.enabled:
+            return
+        from pytest_kernelfalcon import audit
+
+        self._wrap_triton()
+        self._oplog = _make_oplog(self)
+        self._warm_up()
+        self._threads = set(threading.enumerate())
+        self._snapshot = audit.integrity_snapshot()
+
+    def _warm_up(self) -> None:
+        """Import torch._dynamo and enter the op log once before the snapshot.
+
+        The first dispatch-mode entry imports torch._dynamo, which rebinds torch attributes
+        (``torch.manual_seed``); done later it would read as tampering.
+        """
+        import torch
+        import torch._dynamo  # noqa: F401
+
+        with self._oplog:
+            torch.empty(0)
+        self.ops.clear()
+
+    def uninstall(self) -> None:
+        """Restore every wrapped Triton attribute."""
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)
+        self._originals.clear()
+
+    def _patch(self, owner: Any, name: str, make: Any) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        self._originals.append((owner, name, original))
+        setattr(owner, name, make(original))
+
+    def _wrap_triton(self) -> None:
+        from triton.runtime.jit import JITFunction
+
+        self._patch(JITFunction, "run", self._counting_run)
+        try:
+            from triton.runtime import autotuner, interpreter
+        except ImportError:
+            return
+        self._patch(interpreter.GridExecutor, "__call__", self._counting_call)
+        for name in ("_init_args_hst", "_restore_args_dev"):
+            self._patch(interpreter.GridExecutor, name, self._pausing)
+        self._patch(autotuner.Autotuner, "_bench", self._pausing)
+
+    def _counting_run(self, original: Any) -> Any:
+        def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(fn, *args, **kwargs)
+            if not kwargs.get("warmup", False):
+                self.launches += 1
+            return result
+
+        return run
+
+    def _counting_call(self, original: Any) -> Any:
+        def call(executor: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(executor, *args, **kwargs)
+            self.launches += 1
+            return result
+
+        return call
+
+    def _pausing(self, original: Any) -> Any:
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            self.paused += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.paused -= 1
+
+        return paused
+
+    # -- recording ----------------------------------------------------------------------
+    def record_op(self, name: str) -> None:
+        """Count an aten op; for a forbidden one also keep the candidate line that ran it."""
+        from pytest_kernelfalcon import audit
+
+        self.ops[name] = self.ops.get(name, 0) + 1
+        if audit.is_allowed_op(name):
+            return
+        entry = self.forbidden.setdefault(name, {"op": name, "count": 0, "where": self._stack_line()})
+        entry["count"] += 1
+
+    def _stack_line(self) -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == self.candidate:
+                return f"candidate.py:{frame.f_lineno}"
+            frame = frame.f_back  # type: ignore[assignment]
+        return "outside candidate.py"
+
+    def candidate_line(self, exc: BaseException) -> str:
+        """Return ``candidate.py:LINE`` of the innermost candidate frame in ``exc``'s traceback."""
+        import traceback
+
+        if isinstance(exc, SyntaxError) and exc.filename == self.candidate:
+            return f"candidate.py:{exc.lineno}"
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == self.candidate]
+        return f"candidate.py:{frames[-1].lineno}" if frames else ""
+
+    # -- per trial ------------------------------------------------------------------------
+    def run_forward(self, model: Any, inputs: list[Any]) -> Any:
+        """Call ``model(*inputs)``, under the op log and launch count when auditing."""
+        if not self.enabled:
+            return model(*inputs)
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        before = self.launches
+        with self._oplog:
+            out = model(*inputs)
+            if _get_current_dispatch_mode() is not self._oplog:
+                self.tamper.append("the checker's dispatch mode was removed during forward")
+        self.trial_launches.append(self.launches - before)
+        return out
+
+    def outputs_to_host(self, outputs: list[Any]) -> list[Any]:
+        """Copy outputs to host; on CUDA copy before and after a device sync to catch side streams."""
+        from pytest_kernelfalcon.child import to_host
+        from pytest_kernelfalcon.compare import identical
+
+        first = [to_host(o) for o in outputs]
+        if self.device != "cuda":
+            return first
+        import torch
+
+        torch.cuda.synchronize()
+        second = [to_host(o) for o in outputs]
+        if self.enabled and not identical(_tensors(first), _tensors(second)):
+            self.side_stream = True
+        return first
+
+    def poison(self, outputs: list[Any]) -> None:
+        """Overwrite output memory (NaN for floats) so a later trial cannot reuse it unnoticed."""
+        import torch
+
+        for out in outputs:
+            if not isinstance(out, torch.Tensor) or out.dtype == torch.bool:
+                continue
+            value = float("nan") if out.is_floating_point() else torch.iinfo(out.dtype).min
+            # expanded views cannot be filled; their reuse is still caught by storage identity
+            with contextlib.suppress(RuntimeError):
+                out.detach().fill_(value)
+
+    def check_integrity(self, when: str) -> None:
+        """Record tampering: torch/checker attributes changed, Triton wrappers removed, threads left."""
+        if not self.enabled:
+            return
+        from pytest_kernelfalcon import audit
+
+        found = list(audit.integrity_changes(self._snapshot))
+        found += [f"{owner.__name__}.{name} was replaced" for owner, name, _ in self._originals
+                  if getattr(owner, name).__module__ != __name__]
+        found += [f"thread {t.name!r} left running" for t in threading.enumerate()
+                  if t not in self._threads and t.is_alive()]
+        for item in found:
+            if not any(seen.endswith(item) for seen in self.tamper):
+                self.tamper.append(f"{when}: {item}")
+
+    def report(self) -> dict[str, Any]:
+        """Return the audit record written into ``result.pt``."""
+        return {"enabled": self.enabled, "ops": dict(self.ops), "forbidden": list(self.forbidden.values()),
+                "triton_launches": self.launches, "launches_per_trial": list(self.trial_launches),
+                "tamper": list(self.tamper), "side_stream": self.side_stream, "state_copy": dict(self.state_copy)}
+
+
+def _tensors(values: list[Any]) -> list[Any]:
+    return [v for v in values if not isinstance(v, str)]

@@ -1,0 +1,253 @@
+"""Output comparison for the trusted checker: tolerances, flattening, first-mismatch detail.
+
+Pure functions on tensors and numbers; runs in the trusted parent. Tensors are
+compared in float64 in chunks so very large official outputs stay bounded in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_kernelfalcon.verdict import Tolerance
+
+CHUNK = 1 << 22
+_TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why a candidate's outputs differ from the reference's (one trial)."""
+
+    kind: str  # "count" | "type" | "shape" | "numeric"
+    output: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Element-wise error summary of one candidate tensor against its reference."""
+
+    bad: int
+    first_bad: int | None
+    max_abs: float
+    max_rel: float
+    max_ref: float
+    nonfinite: int
+
+
+def tolerance_for(dtype: str) -> Tolerance:
+    """Return KernelBench's tolerance policy for a run dtype (fp32 1e-4, fp16/bf16 1e-2)."""
+    if dtype not in _TOLERANCES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_TOLERANCES)}")
+    tol = _TOLERANCES[dtype]
+    return Tolerance(policy=f"kernelbench-{dtype}", atol=tol, rtol=tol)
+
+
+def flatten_outputs(value: Any) -> list[Any]:
+    """Flatten a forward() result into a list of tensors / numbers / None (tuples and lists recursed)."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in flatten_outputs(item)]
+    return [value]
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "None"
+    if _is_tensor(value) or isinstance(value, (bool, int, float)):
+        return "value"
+    return "unsupported"
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(value.shape) if _is_tensor(value) else ()
+
+
+def _describe(value: Any) -> str:
+    if _is_tensor(value):
+        return f"tensor{list(value.shape)}"
+    return str(value) if isinstance(value, str) else type(value).__name__
+
+
+def shape_mismatch(ref: Sequence[Any], cand: Sequence[Any]) -> Mismatch | None:
+    """Return the first count/type/shape difference between two flattened outputs, or None.
+
+    Numbers and 0-d tensors are interchangeable; dtypes and strides never matter.
+    """
+    if len(ref) != len(cand):
+        return Mismatch("count", -1, f"expected {len(ref)} output(s), got {len(cand)}")
+    for i, (r, c) in enumerate(zip(ref, cand, strict=False)):
+        if _kind(r) != _kind(c) or _kind(c) == "unsupported":
+            return Mismatch("type", i, f"output {i}: expected {_describe(r)}, got {_describe(c)}")
+        if _kind(r) == "value" and _shape(r) != _shape(c):
+            return Mismatch("shape", i, f"output {i}: expected shape {list(_shape(r))}, got {list(_shape(c))}")
+    return None
+
+
+def _as_flat64(value: Any) -> Any:
+    import torch
+
+    if _is_tensor(value):
+        return value.detach().reshape(-1)
+    return torch.tensor([float(value)], dtype=torch.float64)
+
+
+def _chunk_stats(r: Any, c: Any, tol: Tolerance) -> tuple[int, int | None, float, float, float, int]:
+    import torch
+
+    r64, c64 = r.to(torch.float64), c.to(torch.float64)
+    diff = (c64 - r64).abs()
+    finite = torch.isfinite(c64)
+    bad = ~finite | ~(diff <= tol.atol + tol.rtol * r64.abs())
+    nbad = int(bad.sum())
+    first = int(bad.nonzero()[0, 0]) if nbad else None
+    diff = torch.where(finite, diff, torch.zeros_like(diff))
+    rel = diff / r64.abs().clamp_min(1e-12)
+    max_abs = float(diff.max()) if diff.numel() else 0.0
+    max_rel = float(rel.max()) if rel.numel() else 0.0
+    max_ref = float(r64.abs().max()) if r64.numel() else 0.0
+    return nbad, first, max_abs, max_rel, max_ref, int((~finite).sum())
+
+
+def error_stats(ref: Any, cand: Any, tol: Tolerance) -> ErrorStats:
+    """Return the error summary of ``cand`` against ``ref`` (same numel) under ``tol``, chunk by chunk."""
+    r, c = _as_flat64(ref), _as_flat64(cand)
+    bad, first, max_abs, max_rel, max_ref, nonfinite = 0, None, 0.0, 0.0, 0.0, 0
+    for start in range(0, max(r.numel(), 1), CHUNK):
+        nb, fb, ma, mr, mx, nf = _chunk_stats(r[start : start + CHUNK], c[start : start + CHUNK], tol)
+        if first is None and fb is not None:
+            first = start + fb
+        bad, nonfinite = bad + nb, nonfinite + nf
+        max_abs, max_rel, max_ref = max(max_abs, ma), max(max_rel, mr), max(max_ref, mx)
+    return ErrorStats(bad, first, max_abs, max_rel, max_ref, nonfinite)
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(list(shape)):
+        index.append(flat % size if size else 0)
+        flat = flat // size if size else 0
+    return tuple(reversed(index))
+
+
+def _value_at(value: Any, flat: int) -> float:
+    return float(_as_flat64(value)[flat]) if _is_tensor(value) else float(value)
+
+
+def _numeric_detail(i: int, ref: Any, cand: Any, stats: ErrorStats, tol: Tolerance) -> str:
+    shape = list(ref.shape) if _is_tensor(ref) else []
+    where = ""
+    if stats.first_bad is not None:
+        index = _unravel(stats.first_bad, shape)
+        got, want = _value_at(cand, stats.first_bad), _value_at(ref, stats.first_bad)
+        where = f"first mismatch at index {index}: got {got:.6g}, expected {want:.6g}; "
+    nan = f"{stats.nonfinite} NaN/inf; " if stats.nonfinite else ""
+    total = max(_as_flat64(ref).numel(), 1)
+    return (
+        f"output {i} (shape {shape}): {where}{nan}{stats.bad}/{total} elements out of tolerance; "
+        f"max abs err {stats.max_abs:.3g}, max rel err {stats.max_rel:.3g} "
+        f"({tol.policy}: atol={tol.atol:g} rtol={tol.rtol:g})"
+    )
+
+
+def _relative_detail(i: int, stats: ErrorStats, tol: Tolerance) -> str:
+    return (
+        f"output {i}: max abs err {stats.max_abs:.3g} exceeds rtol={tol.rtol:g} of the reference's "
+        f"largest magnitude {stats.max_ref:.3g} (relative check on strengthened inputs)"
+    )
+
+
+def numeric_mismatch(
+    ref: Sequence[Any], cand: Sequence[Any], tol: Tolerance, relative: bool = False
+) -> Mismatch | None:
+    """Return the first output out of tolerance (NaN/inf never pass), or None when all match.
+
+    ``relative`` adds a scale-aware check: max abs error <= rtol * max |reference|.
+    """
+    for i, (r, c) in enumerate(zip(ref, cand, strict=False)):
+        if r is None or c is None:
+            continue
+        stats = error_stats(r, c, tol)
+        if stats.bad:
+            return Mismatch("numeric", i, _numeric_detail(i, r, c, stats, tol))
+        if relative and stats.max_abs > tol.rtol * stats.max_ref + 1e-30:
+            return Mismatch("numeric", i, _relative_detail(i, stats, tol))
+    return None
+
+
+def all_finite(values: Sequence[Any]) -> bool:
+    """Return True when every tensor / number in ``values`` is finite."""
+    import torch
+
+    for value in values:
+        if value is None:
+            continue
+        if not bool(torch.isfinite(_as_flat64(value).to(torch.float64)).all()):
+            return False
+    return True
+
+
+def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Return True when two flattened outputs are bitwise equal (same shapes, NaNs equal)."""
+    import torch
+
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=False):
+        if _is_tensor(x) != _is_tensor(y):
+            return False
+        if not _is_tensor(x):
+            if x != y:
+                return False
+        elif x.shape != y.shape or x.dtype != y.dtype or not torch.equal(x.nan_to_num(), y.nan_to_num()):
+            return False
+    return True
+
+
+def _passes(ref: Any, guess: Any, tol: Tolerance) -> bool:
+    if not _is_tensor(ref) or not _is_tensor(guess) or tuple(ref.shape) != tuple(guess.shape):
+        return False
+    return error_stats(ref, guess, tol).bad == 0
+
+
+def _trivial_guesses(inputs: Sequence[Any], ref: Any, other: Any) -> dict[str, Any]:
+    import torch
+
+    guesses: dict[str, Any] = {"zeros": torch.zeros_like(ref)}
+    for j, x in enumerate(inputs):
+        if _is_tensor(x) and tuple(x.shape) == tuple(ref.shape):
+            guesses[f"identity(input {j})"] = x
+    if ref.numel():
+        guesses["constant"] = torch.full_like(ref, float(ref.to(torch.float64).mean()))
+    if other is not None:
+        guesses["other trial's output"] = other
+    return guesses
+
+
+def low_signal_probes(trials: Sequence[tuple[Sequence[Any], Sequence[Any]]], tol: Tolerance) -> list[str]:
+    """Return the trivial answers that pass against the reference on every trial.
+
+    ``trials`` holds (inputs, reference outputs) per trial. Probes per output: zeros,
+    each same-shape input (identity), a constant, another trial's reference output.
+    """
+    found: list[str] = []
+    outputs = len(trials[0][1]) if trials else 0
+    for i in range(outputs):
+        passing: set[str] | None = None
+        for t, (inputs, outs) in enumerate(trials):
+            ref = outs[i]
+            if not _is_tensor(ref):
+                passing = set()
+                break
+            other = trials[(t + 1) % len(trials)][1][i] if len(trials) > 1 else None
+            ok = {name for name, g in _trivial_guesses(inputs, ref, other).items() if _passes(ref, g, tol)}
+            passing = ok if passing is None else passing & ok
+        found += [f"output {i}: {name}" for name in sorted(passing or ())]
+    return found

@@ -1,0 +1,129 @@
+"""Stage 4, compose: ``ModelNew`` = the fused model with each subgraph class served by its verified kernel."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_kernelfalcon.pipeline.codeblock import FormatError, bound_names, extract_code
+from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
+from pytest_kernelfalcon.pipeline.rename import prefix_kernel
+from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
+from pytest_kernelfalcon.pipeline.sources import (
+    HEADER,
+    fused_core,
+    input_functions,
+    statements,
+    task_tail,
+)
+from pytest_kernelfalcon.verdict import Category
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.pipeline.config import TaskScope
+    from pytest_kernelfalcon.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A verified kernel file and the subgraph (spec id, class name) it serves."""
+
+    spec_id: str
+    class_name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    """The final ``ModelNew.py`` and its verdict, or the last failure; how it was built."""
+
+    passed: bool
+    model_new: Path | None
+    rounds: int
+    verdict: Verdict | None = None
+    category: str | None = None
+    detail: str = ""
+    how: str = "mechanical"  # "mechanical" | "llm"
+
+
+def compose_source(fused_source: str, task_source: str, kernels: list[Kernel]) -> str:
+    """Return the mechanical ``ModelNew`` file: renamed kernels, rebound subgraph classes, the fused model."""
+    imports: dict[str, None] = dict.fromkeys(HEADER.splitlines())
+    bodies: list[str] = []
+    bindings: dict[str, str] = {}
+    for kernel in kernels:
+        renamed = prefix_kernel(kernel.path.read_text(encoding="utf-8"), f"{kernel.spec_id}_")
+        imports.update(dict.fromkeys(renamed.imports))
+        bodies.append(f"# --- kernel for {kernel.spec_id} ({kernel.class_name}) ---\n{renamed.body}\n")
+        bindings.setdefault(kernel.class_name, f"{kernel.spec_id}_ModelNew")
+    core = statements(fused_core(fused_source), drop=tuple(bindings))
+    rebind = "".join(f"{cls} = {new}\n" for cls, new in bindings.items())
+    return ("\n".join(imports) + "\n\n\n" + "\n\n".join(bodies)
+            + f"\n# --- subgraph classes served by their kernels ---\n{rebind}\n\n"
+            + f"# --- the fused model ---\n{core}\n\nModelNew = FusedModel\n\n\n"
+            + input_functions(task_source))
+
+
+def composer_file(block: str, task_source: str) -> str:
+    """Return an LLM composer's file completed with the task's constants and input functions."""
+    defined = {n for node in ast.parse(block).body for n in bound_names(node)}
+    body = statements(block, drop=("Model", "get_inputs", "get_init_inputs"))
+    return f"{body}\n\n# --- from the task ---\n{task_tail(task_source, defined)}"
+
+
+def compose_model(scope: TaskScope, fused_path: Path, kernels: list[Kernel]) -> ComposeResult:
+    """Build, check and write ``ModelNew.py``; ask the LLM composer only when the mechanical file fails."""
+    task_source = scope.task.path.read_text(encoding="utf-8")
+    source = compose_source(fused_path.read_text(encoding="utf-8"), task_source, kernels)
+    candidate = scope.dir / "compose" / "mechanical.py"
+    atomic_write_text(candidate, source)
+    verdict = _check(scope, candidate, 0)
+    if verdict.passed:
+        return _accept(scope, candidate, verdict, 0, "mechanical")
+    return _llm_compose(scope, task_source, source, verdict)
+
+
+def _check(scope: TaskScope, candidate: Path, round_: int) -> Verdict:
+    verdict = scope.ctx.checker.verify(scope.task.path, candidate)
+    save_verdict(candidate.with_suffix(".verdict.json"), verdict)
+    scope.emit("verdict", stage="compose", subgraph="", worker=0, round=round_, passed=verdict.passed,
+               category=verdict.category.value if verdict.category else None, detail=verdict.detail[:500])
+    return verdict
+
+
+def _accept(scope: TaskScope, candidate: Path, verdict: Verdict, rounds: int, how: str) -> ComposeResult:
+    target = scope.dir / "ModelNew.py"
+    atomic_write_text(target, candidate.read_text(encoding="utf-8"))
+    return ComposeResult(True, target, rounds, verdict, how=how)
+
+
+def _llm_compose(scope: TaskScope, task_source: str, mechanical: str, verdict: Verdict) -> ComposeResult:
+    rounds = scope.ctx.config.compose_rounds
+    category, detail = verdict_text(verdict)
+    if rounds < 1:
+        return ComposeResult(False, None, 0, verdict, category, detail)
+    conv = Conversation(scope, "compose", "", 0, scope.ctx.config.temperature(0))
+    prompt = scope.ctx.prompts.render("compose", task_id=scope.task.id, category=category, detail=detail,
+                                      task_source=task_source, composed_source=mechanical)
+    templates: tuple[str, ...] = ("compose",)
+    for round_ in range(1, rounds + 1):
+        scope.emit("round", stage="compose", subgraph="", worker=0, round=round_)
+        text = conv.ask(round_, prompt, templates).text
+        try:
+            block = extract_code(text, required=("ModelNew",))
+        except FormatError as err:
+            category, detail = Category.FORMAT_ERROR.value, str(err)
+            prompt = scope.ctx.prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds)
+            templates = ("compose", "format_feedback")
+            continue
+        candidate = conv.path(round_, ".py")
+        atomic_write_text(candidate, composer_file(block.code, task_source))
+        verdict = _check(scope, candidate, round_)
+        if verdict.passed:
+            return _accept(scope, candidate, verdict, round_, "llm")
+        category, detail = verdict_text(verdict)
+        prompt = scope.ctx.prompts.render("feedback", category=category, detail=detail, round=round_,
+                                          max_rounds=rounds)
+        templates = ("compose", "feedback")
+    return ComposeResult(False, None, rounds, verdict, category, detail, how="llm")

@@ -1,0 +1,260 @@
+"""Shape plans: which size constants a check rewrites and how it spreads floating input values.
+
+Three kinds of plan, all pure data over a task's source (nothing is run here):
+
+- ``official``: the task's own sizes and values.
+- ``scaled``: every size-like integer constant (at least ``SIZE_THRESHOLD`` and
+  not a kernel/stride/padding/dilation parameter) divided by the same power of
+  two, 2, 4, 8, ... until all sit at their floor (``BATCH_FLOOR`` for names with
+  "batch", ``FLOOR`` otherwise). One common factor keeps relations such as
+  ``embed_dim % num_heads == 0`` or ``seq_len % block_len == 0`` while the
+  values stay divisible. Small constants (``kernel_size=3``, ``dim=1``,
+  ``num_layers=6``) never change. After these come up to three batch-only
+  plans (only names with "batch" shrunk: /2, /8, floor), a fallback for models with hard-coded image
+  sizes (MobileNet's final pooling, Swin's 224x224 check). The checker's child
+  measures each plan and takes the first one that fits its budget and that the
+  reference runs.
+- ``fuzz``: Hypothesis draws sizes around a base plan (odd sizes, sizes just
+  over a block size, small primes, off-by-one) and a value distribution from
+  ``VALUE_DISTS``; deterministic for a seed. Draws the reference rejects are
+  discarded by the checker, so a draw may be invalid for a given task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_kernelfalcon.tasks import size_constants
+
+SIZE_THRESHOLD = 8
+FLOOR = 4
+BATCH_FLOOR = 2
+MAX_SCALED_PLANS = 14
+_FIXED_NAME = re.compile(r"kernel|stride|pad|dilation", re.IGNORECASE)
+_SMALL_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 97, 127, 251)
+_BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class ValueDist:
+    """How floating inputs are spread: each becomes ``x * scale + shift`` (integers are untouched)."""
+
+    name: str = "task"
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def apply(self, value: Any) -> Any:
+        """Return ``value`` rescaled when it is a floating tensor, otherwise unchanged."""
+        is_float = getattr(value, "is_floating_point", None)
+        if is_float is None or not is_float() or (self.scale == 1.0 and self.shift == 0.0):
+            return value
+        return value * self.scale + self.shift
+
+    def describe(self) -> dict[str, Any]:
+        """Return a JSON-ready description."""
+        return {"name": self.name, "scale": self.scale, "shift": self.shift}
+
+
+VALUE_DISTS: tuple[ValueDist, ...] = (
+    ValueDist("task", 1.0, 0.0),
+    ValueDist("signed", 2.0, -1.0),
+    ValueDist("wide", 8.0, -4.0),
+    ValueDist("large", 1000.0, 0.0),
+    ValueDist("signed_large", 2000.0, -1000.0),
+    ValueDist("tiny", 1e-3, 0.0),
+)
+
+
+def value_dist(name: str) -> ValueDist:
+    """Return the named value distribution from ``VALUE_DISTS``; unknown names raise ``ValueError``."""
+    for dist in VALUE_DISTS:
+        if dist.name == name:
+            return dist
+    raise ValueError(f"unknown value distribution {name!r}; known: {[d.name for d in VALUE_DISTS]}")
+
+
+class Overrides(Mapping[str, int]):
+    """An immutable, hashable name -> int mapping (kept as sorted pairs)."""
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, items: Mapping[str, int] | None = None) -> None:
+        self._pairs: tuple[tuple[str, int], ...] = tuple(sorted(dict(items or {}).items()))
+
+    def __getitem__(self, key: str) -> int:
+        for name, value in self._pairs:
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __hash__(self) -> int:
+        return hash(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._pairs) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"Overrides({dict(self._pairs)!r})"
+
+    @property
+    def pairs(self) -> tuple[tuple[str, int], ...]:
+        """The sorted (name, value) pairs."""
+        return self._pairs
+
+
+@dataclass(frozen=True)
+class ShapePlan:
+    """Which size constants to rewrite (``overrides``) and how to spread input values."""
+
+    kind: str
+    overrides: Mapping[str, int] = field(default_factory=Overrides)
+    values: ValueDist = field(default_factory=ValueDist)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.overrides, Overrides):
+            object.__setattr__(self, "overrides", Overrides(self.overrides))
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the overrides as a plain dict."""
+        return dict(self.overrides)
+
+    def describe(self) -> dict[str, Any]:
+        """Return a JSON-ready description: kind, overrides and value distribution."""
+        return {"kind": self.kind, "overrides": self.as_dict(), "values": self.values.describe()}
+
+
+def official_plan() -> ShapePlan:
+    """Return the plan that keeps the task's own sizes and values."""
+    return ShapePlan("official")
+
+
+def is_size_like(name: str, value: int) -> bool:
+    """Return whether a constant is a size the plans may change (large enough, not a window parameter)."""
+    return value >= SIZE_THRESHOLD and not _FIXED_NAME.search(name)
+
+
+def _is_batch(name: str) -> bool:
+    """Return whether a constant names a batch size (shrinking it alone never changes the model)."""
+    return "batch" in name.lower()
+
+
+def _floor(name: str) -> int:
+    """Return the smallest value a scaled constant may take."""
+    return BATCH_FLOOR if _is_batch(name) else FLOOR
+
+
+def scaled_plans(source: str) -> list[ShapePlan]:
+    """Return shrunk plans, least aggressive first, then batch-only fallbacks (one unchanged plan if none)."""
+    sizes = {k: v for k, v in size_constants(source).items() if is_size_like(k, v)}
+    if not sizes:
+        return [ShapePlan("scaled")]
+    batches = {k: v for k, v in sizes.items() if _is_batch(k)}
+    fallbacks = [ShapePlan("scaled", {k: max(BATCH_FLOOR, v >> s) for k, v in batches.items()}) for s in (1, 3, 16)]
+    plans = [*_halvings(sizes), *(fallbacks if batches else [])]
+    return list(dict.fromkeys(plans))
+
+
+def _halvings(sizes: Mapping[str, int]) -> list[ShapePlan]:
+    """Return plans dividing every size by 2, 4, 8, ... until all sit at their floor (at most the plan limit)."""
+    plans: list[ShapePlan] = []
+    for step in range(1, MAX_SCALED_PLANS + 1):
+        shrunk = {k: max(_floor(k), v >> step) for k, v in sizes.items()}
+        plans.append(ShapePlan("scaled", shrunk))
+        if all(value == _floor(k) for k, value in shrunk.items()):
+            break
+    return plans
+
+
+def fuzz_plans(source: str, n: int, seed: int, base: ShapePlan | None = None) -> list[ShapePlan]:
+    """Return ``n`` Hypothesis-drawn plans around ``base`` (official sizes when ``None``), fixed by ``seed``."""
+    if n <= 0:
+        return []
+    official = size_constants(source)
+    start = {**official, **(base.overrides if base is not None else {})}
+    names = [k for k, v in official.items() if is_size_like(k, v)]
+    fixed = dict(base.overrides) if base is not None else {}
+    found = _draw_unique(_plan_strategy(start, names, fixed), n, seed)
+    return [found[i % len(found)] for i in range(n)]
+
+
+def _draw_unique(strategy: Any, n: int, seed: int) -> list[ShapePlan]:
+    """Return up to ``n`` distinct plans drawn from ``strategy`` by a seeded Hypothesis run."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+
+    found: list[ShapePlan] = []
+
+    @hypothesis.seed(seed)
+    @settings(
+        max_examples=3 * n,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+    @given(strategy)
+    def collect(plan: ShapePlan) -> None:
+        if len(found) < n and plan not in found:
+            found.append(plan)
+
+    collect()
+    return found
+
+
+def _plan_strategy(start: Mapping[str, int], names: list[str], fixed: Mapping[str, int]) -> Any:
+    """Return a Hypothesis strategy of fuzz plans: one name changed, or all redrawn, plus a value spread."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def plans(draw: Any) -> ShapePlan:
+        drawn: dict[str, int] = {}
+        if names and draw(st.booleans()):
+            drawn = {name: draw(_around(start[name], keep=True)) for name in names}
+        elif names:
+            name = draw(st.sampled_from(names))
+            drawn = {name: draw(_around(start[name], keep=False))}
+        dist = draw(st.sampled_from(VALUE_DISTS))
+        return ShapePlan("fuzz", {**fixed, **drawn}, dist)
+
+    return plans()
+
+
+def _around(base: int, keep: bool) -> Any:
+    """Return a strategy of sizes near ``base``: odd, off by one or two, small primes, just over a block."""
+    from hypothesis import strategies as st
+
+    low, high = max(2, base // 2), max(base + base // 2, base + 4)
+    near = [v for v in range(max(2, base - 2), base + 3) if v != base]
+    choices = [
+        st.integers(low, high).map(lambda v: v | 1),
+        st.sampled_from(near),
+        st.sampled_from([p for p in _SMALL_PRIMES if p <= high]),
+    ]
+    over_block = [b + 1 for b in _BLOCK_SIZES if low <= b + 1 <= high]
+    if over_block:
+        choices.append(st.sampled_from(over_block))
+    if keep:
+        choices.append(st.just(base))
+    return st.one_of(*choices)
+
+
+def plan_shapes(source: str, kind: str, n: int = 1, seed: int = 0, base: ShapePlan | None = None) -> list[ShapePlan]:
+    """Return the plans of ``kind`` (``official``, ``scaled`` or ``fuzz``) for a task source."""
+    if kind == "official":
+        return [official_plan()]
+    if kind == "scaled":
+        return scaled_plans(source)
+    if kind == "fuzz":
+        return fuzz_plans(source, n, seed, base)
+    raise ValueError(f"unknown shape plan kind {kind!r}; expected official, scaled or fuzz")

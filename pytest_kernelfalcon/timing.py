@@ -1,0 +1,358 @@
+"""Timing of a verified ``ModelNew`` against the eager ``Model`` and ``torch.compile(Model)``.
+
+Method: CUDA events around each call, warm-up first, the L2 cache flushed
+before every timed call (a buffer twice the L2 size is zeroed), inputs rotated
+over several freshly drawn sets, the median of many calls. The models are
+LLM-written, so the timing runs in a child process (``run_bench_job``, job
+mode ``"bench"``); the parent (``bench_task``) holds an exclusive file lock per
+GPU while it runs, so two timings never share a GPU. Speed-ups above
+``max_plausible`` or moving more bytes (inputs + outputs) per second than the
+card's measured device-to-device copy bandwidth are flagged. Without CUDA,
+timing is refused: CPU or interpreter timings say nothing about kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_kernelfalcon.gpus import visible_gpus
+
+REFUSED = "timing needs a CUDA GPU: CPU or TRITON_INTERPRET timings say nothing about kernel speed"
+COPY_BYTES = 256 << 20
+
+
+class TimingRefused(RuntimeError):
+    """Timing was asked for where it means nothing (no CUDA device)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to time one task."""
+
+    gpu: str | None = None  # the caller's identifier of the pinned GPU (see gpus.gpu_for_worker)
+    dtype: str = "fp32"
+    seed: int = 0
+    input_sets: int = 4
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_reps: int = 20
+    max_reps: int = 1000
+    compile: bool = True
+    timeout_s: float = 600.0
+    max_plausible: float = 10.0
+    lock_dir: Path | None = None  # default: <tmp>/kernelfalcon-gpu-locks (shared by every worker)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Median times (ms), speed-ups and flags of one timed task; ``error`` when timing failed."""
+
+    gpu: str | None = None
+    gpu_name: str | None = None
+    eager: dict[str, Any] | None = None  # timing stats: median_ms, p20_ms, p80_ms, min_ms, max_ms, runs
+    compiled: dict[str, Any] | None = None
+    new: dict[str, Any] | None = None
+    speedup_eager: float | None = None
+    speedup_compile: float | None = None
+    bytes_moved: int | None = None
+    achieved_gbps: float | None = None
+    bandwidth_gbps: float | None = None
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    locked_from: float | None = None  # time.time() span during which this timing held the GPU
+    locked_until: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (for ``TaskOutcome.extra["bench"]``)."""
+        data = asdict(self)
+        data["flags"], data["notes"] = list(self.flags), list(self.notes)
+        return data
+
+
+# ---------------------------------------------------------------- measuring (child side)
+
+
+def stats_ms(times: Sequence[float]) -> dict[str, Any]:
+    """Return the median, 20th/80th percentiles, min, max and count of ``times`` (ms)."""
+    ordered = sorted(times)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"median_ms": statistics.median(ordered), "p20_ms": pick(0.2), "p80_ms": pick(0.8),
+            "min_ms": ordered[0], "max_ms": ordered[-1], "runs": len(ordered)}
+
+
+def l2_flush_buffer() -> Any:
+    """Return a CUDA buffer of twice the L2 size, at least 256 MiB: zeroing it evicts L2.
+
+    The floor also keeps the GPU busy long enough (tens of microseconds) for the
+    CPU to queue the timed call before its start event fires, so a short kernel's
+    time does not include the Python launch overhead.
+    """
+    import torch
+
+    l2 = int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
+    return torch.empty(max(2 * l2, 256 << 20) // 4, dtype=torch.int32, device="cuda")
+
+
+def _timed_calls(fn: Callable[..., Any], input_sets: Sequence[Sequence[Any]], count: int, flush: Any) -> list[float]:
+    """Return the CUDA-event times (ms) of ``count`` calls, L2 flushed before each."""
+    import torch
+
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    for i in range(count):
+        if flush is not None:
+            flush.zero_()
+        starts[i].record()
+        fn(*input_sets[i % len(input_sets)])
+        ends[i].record()
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
+
+
+def measure(fn: Callable[..., Any], input_sets: Sequence[Sequence[Any]], *, warmup_ms: float = 25.0,
+            rep_ms: float = 100.0, min_reps: int = 20, max_reps: int = 1000, flush: Any = None) -> dict[str, Any]:
+    """Time ``fn`` on rotating ``input_sets``: warm-up by time, then the stats of many flushed calls."""
+    import torch
+
+    with torch.no_grad():
+        fn(*input_sets[0])
+        torch.cuda.synchronize()
+        estimate = max(statistics.median(_timed_calls(fn, input_sets, 5, flush)), 1e-3)
+        _timed_calls(fn, input_sets, max(1, int(warmup_ms / estimate)), flush)
+        reps = max(min_reps, min(max_reps, int(rep_ms / estimate)))
+        return stats_ms(_timed_calls(fn, input_sets, reps, flush))
+
+
+def copy_bandwidth_gbps(nbytes: int = COPY_BYTES) -> float:
+    """Return the device's measured device-to-device copy bandwidth in GB/s (read + write)."""
+    import torch
+
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda").uniform_()
+    dst = torch.empty_like(src)
+    stats = measure(lambda s: dst.copy_(s), [[src]], warmup_ms=10, rep_ms=50, min_reps=10)
+    return 2 * nbytes / (stats["median_ms"] * 1e-3) / 1e9
+
+
+def tensor_bytes(values: Any) -> int:
+    """Return the bytes of every tensor in ``values`` (nested lists/tuples/dicts included)."""
+    import torch
+
+    if isinstance(values, torch.Tensor):
+        return values.numel() * values.element_size()
+    if isinstance(values, (list, tuple)):
+        return sum(tensor_bytes(v) for v in values)
+    if isinstance(values, dict):
+        return sum(tensor_bytes(v) for v in values.values())
+    return 0
+
+
+def _build(cls: type, init_inputs: list[Any], seed: int, dtype: Any) -> Any:
+    """Return ``cls(*init_inputs)`` built under ``seed`` on CUDA in ``dtype``."""
+    import torch
+
+    torch.manual_seed(seed)
+    return cls(*init_inputs).to("cuda").to(dtype).eval()
+
+
+def _load_models(job: dict[str, Any]) -> tuple[Any, Any, Any, list[list[Any]]]:
+    """Return (task module, reference model, ModelNew with the reference's state, input sets)."""
+    import torch
+
+    from pytest_kernelfalcon.child import copy_state, draw_inputs, exec_file, torch_dtype
+
+    dtype = torch_dtype(job["dtype"])
+    task = exec_file(Path(job["task_path"]), "kernelfalcon_bench_task")
+    candidate = exec_file(Path(job["model_new_path"]), "kernelfalcon_bench_candidate")
+    torch.manual_seed(job["seed"])
+    init_inputs = list(task.get_init_inputs())
+    reference = _build(task.Model, init_inputs, job["seed"], dtype)
+    model_new = _build(candidate.ModelNew, init_inputs, job["seed"], dtype)
+    copy_state(model_new, {k: v.detach() for k, v in reference.state_dict().items()})
+    sets = [draw_inputs(task.get_inputs, job["seed"] + i, "cuda", dtype, (1.0, 0.0))
+            for i in range(job["input_sets"])]
+    return task, reference, model_new, sets
+
+
+def run_bench_job(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
+    """Child side of job mode ``"bench"``: time eager, compiled and new models; return a JSON-like dict."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"error": {"category": "timing_refused", "message": REFUSED, "traceback": ""}}
+    try:
+        return _bench(job)
+    except Exception as exc:  # the candidate's own failure, reported as data
+        import traceback
+
+        return {"error": {"category": "runtime_error", "message": f"{type(exc).__name__}: {exc}",
+                          "traceback": traceback.format_exc()}}
+
+
+def _bench(job: dict[str, Any]) -> dict[str, Any]:
+    """Return the raw timings of one bench job (CUDA present)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    task, reference, model_new, sets = _load_models(job)
+    flush = l2_flush_buffer()
+    knobs = {k: job[k] for k in ("warmup_ms", "rep_ms", "min_reps", "max_reps")}
+    result: dict[str, Any] = {"error": None, "gpu_name": torch.cuda.get_device_name(0), "notes": []}
+    result["new"] = measure(model_new, sets, flush=flush, **knobs)
+    result["eager"] = measure(reference, sets, flush=flush, **knobs)
+    result["compiled"] = _measure_compiled(task, job, sets, flush, knobs, result["notes"])
+    with torch.no_grad():
+        result["bytes_moved"] = tensor_bytes(sets[0]) + tensor_bytes(model_new(*sets[0]))
+    result["bandwidth_gbps"] = job.get("bandwidth_gbps") or copy_bandwidth_gbps()
+    return result
+
+
+def _measure_compiled(task: Any, job: dict[str, Any], sets: list[list[Any]], flush: Any,
+                      knobs: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """Return the stats of ``torch.compile(Model)``, or ``None`` (with a note) when it fails or is off."""
+    import torch
+
+    from pytest_kernelfalcon.child import torch_dtype
+
+    if not job.get("compile", True):
+        return None
+    torch.manual_seed(job["seed"])
+    model = _build(task.Model, list(task.get_init_inputs()), job["seed"], torch_dtype(job["dtype"]))
+    try:
+        return measure(torch.compile(model), sets, flush=flush, **knobs)
+    except Exception as exc:  # a compile failure must not lose the eager timing
+        notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return None
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def default_lock_dir() -> Path:
+    """Return the lock directory every worker of this machine shares."""
+    return Path(tempfile.gettempdir()) / "kernelfalcon-gpu-locks"
+
+
+@contextlib.contextmanager
+def gpu_lock(gpu: str, lock_dir: Path | None = None, shared: bool = False) -> Iterator[float]:
+    """Hold the file lock of ``gpu`` (exclusive for timing, shared for other work); yield the wait (s)."""
+    directory = lock_dir or default_lock_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in gpu)
+    start = time.monotonic()
+    with open(directory / f"gpu-{safe}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - start
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def cuda_available() -> bool:
+    """Return whether this process sees a CUDA device."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def bench_job(task_path: Path, model_new_path: Path, options: BenchOptions, bandwidth: float | None) -> dict[str, Any]:
+    """Return the ``job.pt`` dict of a bench job (plain numbers and strings only)."""
+    knobs = {k: getattr(options, k) for k in ("dtype", "seed", "input_sets", "warmup_ms", "rep_ms",
+                                              "min_reps", "max_reps", "compile")}
+    return {"version": 1, "mode": "bench", "device": "cuda", "task_path": str(Path(task_path).resolve()),
+            "model_new_path": str(Path(model_new_path).resolve()), "bandwidth_gbps": bandwidth, **knobs}
+
+
+def _bandwidth_cache(lock_dir: Path, gpu: str) -> Path:
+    """Return the file caching the measured copy bandwidth of ``gpu``."""
+    return lock_dir / f"bandwidth-{''.join(c if c.isalnum() else '_' for c in gpu)}.json"
+
+
+def bench_task(task_path: str | Path, model_new_path: str | Path, options: BenchOptions | None = None,
+               executor: Any = None) -> BenchResult:
+    """Time ``ModelNew`` against the task's ``Model`` in a child process; raise ``TimingRefused`` without CUDA."""
+    options = options or BenchOptions()
+    if not cuda_available():
+        raise TimingRefused(REFUSED)
+    from pytest_kernelfalcon.executor import ColdExecutor, Job
+
+    executor = executor or ColdExecutor()
+    gpu = options.gpu or (visible_gpus(os.environ, 1) or ["0"])[0]
+    lock_dir = options.lock_dir or default_lock_dir()
+    cache = _bandwidth_cache(lock_dir, gpu)
+    bandwidth = read_bandwidth(cache)
+    with tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp, gpu_lock(gpu, lock_dir):
+        locked_from = time.time()
+        write_job(Path(tmp), Path(task_path), Path(model_new_path), options, bandwidth)
+        ended = executor.run(Job(Path(tmp), options.timeout_s, "cuda", options.gpu))
+        span = (locked_from, time.time())
+    result = interpret(ended, gpu, options, span)
+    if bandwidth is None and result.bandwidth_gbps:
+        from pytest_kernelfalcon.report import atomic_write
+
+        atomic_write(cache, json.dumps({"gbps": result.bandwidth_gbps}).encode())
+    return result
+
+
+def read_bandwidth(cache: Path) -> float | None:
+    """Return the cached copy bandwidth (GB/s), ``None`` when absent or unreadable."""
+    try:
+        return float(json.loads(cache.read_text())["gbps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_job(jobdir: Path, task_path: Path, model_new_path: Path, options: BenchOptions,
+              bandwidth: float | None) -> None:
+    """Copy the task and ``ModelNew`` into ``jobdir`` and write its ``job.pt``."""
+    import torch
+
+    shutil.copyfile(task_path, jobdir / "task.py")
+    shutil.copyfile(model_new_path, jobdir / "candidate.py")
+    job = bench_job(jobdir / "task.py", jobdir / "candidate.py", options, bandwidth)
+    torch.save(job, jobdir / "job.pt")
+
+
+def interpret(ended: Any, gpu: str, options: BenchOptions, span: tuple[float, float]) -> BenchResult:
+    """Return the ``BenchResult`` of a finished bench job (an executor ``JobResult``)."""
+    base: dict[str, Any] = {"gpu": gpu, "locked_from": span[0], "locked_until": span[1]}
+    if ended.timed_out:
+        return BenchResult(**base, error=f"timing ran past {options.timeout_s:.0f}s")
+    body = ended.report
+    if body is None:
+        return BenchResult(**base, error=f"bench child failed: {ended.report_error}\n{ended.stderr_tail[-1500:]}")
+    if body.get("error"):
+        return BenchResult(**base, error=f"{body['error']['category']}: {body['error']['message']}")
+    return summarise(body, options, **base)
+
+
+def summarise(body: dict[str, Any], options: BenchOptions, **base: Any) -> BenchResult:
+    """Return speed-ups and plausibility flags from a child's bench result ``body``."""
+    new_ms = body["new"]["median_ms"]
+    eager = body["eager"]["median_ms"] / new_ms
+    compiled = body["compiled"]["median_ms"] / new_ms if body.get("compiled") else None
+    achieved = body["bytes_moved"] / (new_ms * 1e-3) / 1e9
+    flags = [f"{x:.1f}x faster than {name}, above the plausible {options.max_plausible:g}x"
+             for name, x in (("eager", eager), ("torch.compile", compiled))
+             if x is not None and x > options.max_plausible]
+    if body.get("bandwidth_gbps") and achieved > body["bandwidth_gbps"]:
+        flags.append(f"moves {achieved:.0f} GB/s of inputs+outputs, above the card's "
+                     f"measured copy bandwidth {body['bandwidth_gbps']:.0f} GB/s")
+    return BenchResult(gpu_name=body.get("gpu_name"), eager=body["eager"], compiled=body.get("compiled"),
+                       new=body["new"], speedup_eager=eager, speedup_compile=compiled,
+                       bytes_moved=body["bytes_moved"], achieved_gbps=achieved,
+                       bandwidth_gbps=body.get("bandwidth_gbps"), flags=tuple(flags),
+                       notes=tuple(body.get("notes") or ()), **base)
+

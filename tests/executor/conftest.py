@@ -1,0 +1,23 @@
+"""Fixtures for executor tests: one warm pool per module, tiny job directories."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(scope="module")
+def warm() -> Iterator[object]:
+    """A CPU WarmExecutor with two workers, shared by a module's tests."""
+    from pytest_kernelfalcon.warm import WarmExecutor
+
+    executor = WarmExecutor(pool_size=2, device="cpu")
+    yield executor
+    executor.close()

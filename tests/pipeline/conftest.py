@@ -1,0 +1,69 @@
+"""Fixtures for the pipeline tests: a CPU checker (Triton interpreter), contexts, a prepared spec."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pipeline_tiny as tiny  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[Any]:
+    """A CPU checker (scaled shapes, one seed); its reference cache is shared by a module's tests."""
+    from pytest_kernelfalcon.checker import Checker, CheckOptions
+
+    made = Checker(CheckOptions(device="cpu", shapes="scaled", seeds=1, timeout_s=120))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path, checker: Any) -> Callable[..., Any]:
+    """Return ``make(provider, **config)`` -> a ``RunContext`` in ``tmp_path/runs`` (workers=2)."""
+    from pytest_kernelfalcon.pipeline import PipelineConfig, RunContext
+
+    def make(provider: Any, **config: Any) -> Any:
+        config = {"workers": 2, "max_rounds": 2, "check": checker.options, "run_root": tmp_path / "runs",
+                  **config}
+        return RunContext.build(PipelineConfig(**config), provider, checker=checker,
+                                executor=checker.executor)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A task dir with an accepted ``fused.py`` and extracted specs (extract runs once per module)."""
+    from pytest_kernelfalcon.pipeline.extract import ExtractRequest, extract_subgraphs
+    from pytest_kernelfalcon.pipeline.sources import fused_file
+
+    root = tmp_path_factory.mktemp("prepared")
+    task = tiny.write_task(root)
+    out = root / "out"
+    out.mkdir()
+    (out / "fused.py").write_text(fused_file(tiny.FUSED, task.read_text()))
+    result = extract_subgraphs(ExtractRequest(task, out / "fused.py", out))
+    assert result.error is None, result.error
+    return root
+
+
+def task_of(root: Path) -> Any:
+    """Return the ``TaskFile`` of the tiny task under ``root``."""
+    from pytest_kernelfalcon.tasks import discover_tasks
+
+    return discover_tasks([root / "level1"])[0]
+
+
+def seed_task_dir(ctx: Any, prepared: Path) -> Path:
+    """Copy the prepared fuse and extract results into ``ctx``'s task dir (as a resumed task)."""
+    task_dir = ctx.rundir.task_dir(task_of(prepared).id)
+    shutil.copytree(prepared / "out", task_dir, dirs_exist_ok=True)
+    return task_dir

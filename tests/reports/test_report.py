@@ -1,0 +1,132 @@
+"""The JSON report: round trip, Markdown, schema checks, and the fast_p / geomean arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pytest_kernelfalcon.outcome import Usage
+from pytest_kernelfalcon.report import (
+    SCHEMA,
+    ReportError,
+    build_report,
+    geomean,
+    load_report,
+    outcomes_of,
+    summary_tables,
+    write_report,
+)
+
+from .helpers import many_outcomes, outcome, report_of
+
+
+def test_round_trip_build_write_load(tmp_path: Path) -> None:
+    report = report_of(many_outcomes())
+    write_report(tmp_path / "r.json", report)
+    loaded = load_report(tmp_path / "r.json")
+    assert loaded == report
+    assert outcomes_of(loaded) == sorted(many_outcomes(), key=lambda o: o.task_id)
+
+
+def test_markdown_summary_written_beside_and_no_png_without_matplotlib(tmp_path: Path) -> None:
+    failing = outcome("level2/9_bad", False, detail="mismatch at [3]: 1.0 vs 2.0\nmore")
+    written = write_report(tmp_path / "out" / "r.json", report_of([*many_outcomes(), failing]))
+    markdown = (tmp_path / "out" / "r.md").read_text()
+    assert "# kernelfalcon report" in markdown
+    assert "| level1" in markdown  # a GitHub-style table row
+    assert "`level2/9_bad`: check/numeric_mismatch mismatch at [3]: 1.0 vs 2.0" in markdown
+    assert "fast_p" in markdown  # the aggregation is stated
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert written == [tmp_path / "out" / "r.json", tmp_path / "out" / "r.md"]
+    else:
+        assert (tmp_path / "out" / "r.png").stat().st_size > 0
+
+
+def test_write_is_atomic_no_temp_files_left(tmp_path: Path) -> None:
+    write_report(tmp_path / "r.json", report_of(many_outcomes(3)))
+    write_report(tmp_path / "r.json", report_of(many_outcomes(4)))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "r.png") == ["r.json", "r.md"]
+    assert len(load_report(tmp_path / "r.json")["tasks"]) == 4
+
+
+def test_load_rejects_other_schemas_and_garbage(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text(json.dumps({"schema": "kernelfalcon-report/0", "tasks": []}))
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ReportError, match="kernelfalcon-report/0"):
+        load_report(tmp_path / "old.json")
+    with pytest.raises(ReportError, match="not JSON"):
+        load_report(tmp_path / "junk.json")
+    with pytest.raises(ReportError, match="no 'schema' key"):
+        load_report(tmp_path / "list.json")
+    with pytest.raises(ReportError, match="cannot read"):
+        load_report(tmp_path / "missing.json")
+
+
+def test_duplicate_task_ids_are_refused() -> None:
+    with pytest.raises(ReportError, match="duplicate"):
+        build_report([outcome("level1/a", True), outcome("level1/a", False)], {})
+
+
+def test_meta_defaults_and_versions_filled() -> None:
+    report = build_report([outcome("level1/a", True)], {"provider": "scripted"})
+    assert report["schema"] == SCHEMA
+    assert report["meta"]["provider"] == "scripted"
+    assert report["meta"]["shard"] is None
+    assert report["meta"]["versions"]["python"].startswith("3.")
+    assert report["meta"]["versions"]["pytest_kernelfalcon"]
+
+
+def test_fast_p_and_geomean_on_hand_made_outcomes() -> None:
+    outcomes = [
+        outcome("level1/a", True, 0.5),
+        outcome("level1/b", True, 1.0),  # exactly 1: not > 1
+        outcome("level1/c", True, 1.6, speedup_compile=0.8),
+        outcome("level1/d", True, 4.0),
+        outcome("level1/e", False, 9.0),  # a failed task never counts, whatever its speed
+        outcome("level1/f", True),  # passed, not timed
+    ]
+    speed = report_of(outcomes)["levels"]["level1"]["speed"]
+    eager = speed["eager"]
+    assert eager["timed"] == 4
+    assert eager["fast_p"] == {"0": 4 / 6, "1": 2 / 6, "1.5": 2 / 6, "2": 1 / 6}
+    assert math.isclose(eager["geomean_speedup"], (0.5 * 1.0 * 1.6 * 4.0) ** 0.25)
+    assert speed["compile"]["timed"] == 1
+    assert speed["compile"]["fast_p"]["0"] == 1 / 6
+    assert math.isclose(speed["compile"]["geomean_speedup"], 0.8)
+
+
+def test_aggregates_per_level_and_total() -> None:
+    outcomes = [
+        outcome("level1/a", True),
+        outcome("level1/b", False, stage="generate", category="budget_exceeded"),
+        outcome("level2/c", False),
+        outcome("level2/d", False, usage=Usage(calls=1, cost_usd=None)),
+    ]
+    report = report_of(outcomes)
+    level1, level2, total = report["levels"]["level1"], report["levels"]["level2"], report["total"]
+    assert (level1["tasks"], level1["passed"], level1["failed"], level1["pass_rate"]) == (2, 1, 1, 0.5)
+    assert level1["failures_by_stage"] == {"generate": 1}
+    assert level2["failures_by_category"] == {"numeric_mismatch": 2}
+    assert total["llm"]["calls"] == 7 and total["llm"]["cost_complete"] is False
+    assert math.isclose(total["llm"]["cost_usd"], 0.03)
+    assert total["pass_rate"] == 0.25 and total["speed"] is None
+
+
+def test_geomean_edge_cases() -> None:
+    assert geomean([]) is None
+    assert math.isclose(geomean([2.0, 8.0]) or 0, 4.0)
+
+
+def test_summary_tables_show_rates_failures_and_speed() -> None:
+    text = summary_tables(report_of([*many_outcomes(), outcome("level1/z", False, stage="fuse", category="timeout")]))
+    assert "pass rate" in text and "61.5%" in text  # 8 of 13 in total
+    assert "timeout" in text and "fuse" in text
+    assert "fast_1.5" in text and "geomean" in text
+    untimed = summary_tables(report_of([outcome("level1/a", True)]))
+    assert "fast_1.5" not in untimed and "100.0%" in untimed

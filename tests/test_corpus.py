@@ -1,0 +1,197 @@
+"""The checker's own corpus: every candidate in ``tests/corpus`` gets its expected verdict.
+
+Each entry of ``tests/corpus/expected.json`` names a candidate file, its task
+(``kernelbench:level1/19_ReLU.py`` from the KernelBench checkout, or
+``corpus:tasks/foo.py`` stored here), the expected verdict (``pass`` or a
+category) and the devices where that expectation applies. Runs at ``scaled``
+shapes by default; ``FALCON_CORPUS_SHAPES=official`` (on the GPU machine) runs
+the same corpus at the tasks' own sizes. One ``Checker`` per task and module, so
+the reference runs once per task (``--dist loadgroup`` keeps a task on one worker).
+An entry may record a known checker gap per device (``xfail``): the test is then a
+strict xfail, so it turns red the moment the checker is fixed and the note can go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_kernelfalcon.verdict import Category
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+SCALED_TIMEOUT_S = 60.0
+OFFICIAL_TIMEOUT_S = 180.0
+MIN_TASKS = 8
+MIN_OWN_TASKS = 3
+
+# Every failure category the corpus must demonstrate (issue 2).
+REQUIRED = frozenset({
+    "compile_error", "runtime_error", "timeout", "crash", "shape_mismatch", "numeric_mismatch",
+    "torch_compute", "no_triton_launch", "fallback", "reference_reuse", "result_reuse",
+    "input_mutation", "side_stream", "checker_tamper",
+})
+
+# What a concrete detail must mention, per category (beyond being non-empty).
+DETAIL_PATTERNS = {
+    "compile_error": r"Error|does not parse|defines no class",
+    "runtime_error": r"candidate\.py:\d+: \w+Error",
+    "timeout": r"killed after [\d.]+s",
+    "crash": r"killed by SIG\w+|exited with code|early exit",
+    "shape_mismatch": r"seed \d+",
+    "numeric_mismatch": r"seed \d+",
+    "torch_compute": r"aten[.:]\w+.* at candidate\.py:\d+",
+    "no_triton_launch": r"no Triton kernel launched",
+    "fallback": r"candidate\.py:\d+",
+    "reference_reuse": r"(?=.*candidate\.py:\d+)(?=.*Model)",
+    "result_reuse": r"seed \d+",
+    "input_mutation": r"seed \d+.*input \d+",
+    "side_stream": r"side stream",
+    "checker_tamper": r"\S",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One corpus candidate and what the checker must say about it."""
+
+    key: str  # "<task-key>/<candidate>.py"
+    task: str  # "kernelbench:level1/19_ReLU.py" | "corpus:tasks/foo.py"
+    expected: str  # "pass" or a Category value
+    devices: tuple[str, ...]
+    elsewhere: str | None = None  # "fail": on other devices it must at least not pass
+    timeout_s: float | None = None
+    low_signal: bool | None = None
+    xfail: tuple[tuple[str, str], ...] = ()  # (device, known checker gap) pairs
+
+    def known_gap(self, device: str) -> str | None:
+        """Return the recorded checker gap that makes this entry fail on ``device``, if any."""
+        return dict(self.xfail).get(device)
+
+    @property
+    def task_group(self) -> str:
+        """The task this entry belongs to (its xdist group)."""
+        return self.task
+
+
+def load_entries() -> tuple[Entry, ...]:
+    """Return the corpus entries of ``expected.json``, sorted by key."""
+    data: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())
+    return tuple(
+        Entry(key, raw["task"], raw["expected"], tuple(raw["devices"]), raw.get("elsewhere"),
+              raw.get("timeout_s"), raw.get("low_signal"), tuple(sorted(raw.get("xfail", {}).items())))
+        for key, raw in sorted(data.items())
+    )
+
+
+def corpus_shapes() -> str:
+    """Return the shape plan for this run (``FALCON_CORPUS_SHAPES``, default ``scaled``)."""
+    shapes = os.environ.get("FALCON_CORPUS_SHAPES", "scaled")
+    if shapes not in ("scaled", "official", "fuzz"):
+        raise pytest.UsageError(f"FALCON_CORPUS_SHAPES={shapes!r}; expected scaled, official or fuzz")
+    return shapes
+
+
+def _params() -> Iterator[Any]:
+    for entry in load_entries():
+        yield pytest.param(entry, id=entry.key, marks=pytest.mark.xdist_group(entry.task_group))
+
+
+@pytest.fixture(scope="module")
+def checker_for() -> Iterator[Callable[[str, float], Any]]:
+    """A factory of ``Checker`` objects, one per (task, timeout), closed at module end."""
+    from pytest_kernelfalcon.checker import Checker, CheckOptions
+
+    made: dict[tuple[str, float], Checker] = {}
+    shapes = corpus_shapes()
+
+    def get(task: str, timeout_s: float) -> Checker:
+        if (task, timeout_s) not in made:
+            options = CheckOptions(device="auto", shapes=shapes, timeout_s=timeout_s)
+            made[(task, timeout_s)] = Checker(options)
+        return made[(task, timeout_s)]
+
+    yield get
+    for checker in made.values():
+        checker.close()
+
+
+def task_path(entry: Entry, request: pytest.FixtureRequest) -> Path:
+    """Return the task file of an entry (skips where the KernelBench checkout is absent)."""
+    kind, rel = entry.task.split(":", 1)
+    if kind == "corpus":
+        return CORPUS / rel
+    if kind == "kernelbench":
+        root: Path = request.getfixturevalue("kernelbench_dir")
+        return root / rel
+    raise ValueError(f"unknown task kind {kind!r} in {entry.key}")
+
+
+def timeout_for(entry: Entry) -> float:
+    """Return the checker timeout for an entry (its own, else by shape plan)."""
+    if entry.timeout_s is not None:
+        return float(entry.timeout_s)
+    return OFFICIAL_TIMEOUT_S if corpus_shapes() == "official" else SCALED_TIMEOUT_S
+
+
+@pytest.mark.parametrize("entry", _params())
+def test_candidate_gets_expected_verdict(entry: Entry, checker_for: Any, request: pytest.FixtureRequest) -> None:
+    task = task_path(entry, request)
+    checker = checker_for(entry.task, timeout_for(entry))
+    gap = entry.known_gap(checker.device)
+    if gap:
+        request.applymarker(pytest.mark.xfail(reason=f"known checker gap: {gap}", strict=True))
+    verdict = checker.verify(task, CORPUS / entry.key)
+    got = "pass" if verdict.passed else verdict.category.value
+    where = f"{entry.key} on {checker.device}: got {got}: {verdict.detail}"
+    if checker.device not in entry.devices:
+        if entry.elsewhere != "fail":
+            pytest.skip(f"expectation for {entry.key} applies on {entry.devices} only")
+        assert not verdict.passed, where
+        return
+    assert got == entry.expected, where
+    if not verdict.passed:
+        assert verdict.detail.strip(), where
+        assert re.search(DETAIL_PATTERNS[got], verdict.detail, re.S), f"detail not concrete: {where}"
+    if entry.low_signal is not None:
+        assert verdict.low_signal == entry.low_signal, where
+
+
+def test_corpus_covers_every_category() -> None:
+    covered = {e.expected for e in load_entries()}
+    assert covered >= REQUIRED, f"categories without a corpus candidate: {sorted(REQUIRED - covered)}"
+    assert covered - {"pass"} <= {c.value for c in Category}
+
+
+def test_corpus_has_a_correct_candidate_per_task() -> None:
+    entries = load_entries()
+    tasks = {e.task for e in entries}
+    passing = {e.task for e in entries if e.expected == "pass" and e.key.endswith("/correct.py")}
+    assert len(tasks) >= MIN_TASKS
+    assert sum(t.startswith("corpus:") for t in tasks) >= MIN_OWN_TASKS
+    assert passing == tasks, f"tasks without a correct candidate: {sorted(tasks - passing)}"
+
+
+def test_corpus_files_match_expected_json() -> None:
+    listed = {e.key for e in load_entries()}
+    on_disk = {str(p.relative_to(CORPUS)) for p in CORPUS.glob("*/*.py") if p.parent.name != "tasks"}
+    assert listed == on_disk
+    for entry in load_entries():
+        task_dirs = {e.task for e in load_entries() if e.key.split("/")[0] == entry.key.split("/")[0]}
+        assert len(task_dirs) == 1, f"{entry.key}: one task per corpus directory"
+        if entry.task.startswith("corpus:"):
+            assert (CORPUS / entry.task.split(":", 1)[1]).is_file(), entry.task
+
+
+def test_honest_candidates_do_not_mention_the_reference() -> None:
+    for entry in load_entries():
+        source = (CORPUS / entry.key).read_text()
+        assert "class ModelNew" in source or entry.expected == "compile_error", entry.key
+        if entry.expected != "reference_reuse":
+            assert "Model(" not in source, f"{entry.key} mentions the reference class"
