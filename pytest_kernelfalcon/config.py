@@ -14,6 +14,7 @@ PROVIDERS = ("auto", "anthropic", "openai", "replay", "scripted")
 DEVICES = ("auto", "cpu", "cuda")
 SHAPES = ("auto", "official", "scaled", "fuzz")
 DTYPES = ("fp32", "bf16", "fp16")
+EXECUTORS = ("auto", "warm", "cold")
 
 # (option name, ini/dest name, type, default, help); types: str, int, float, bool, path
 OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
@@ -38,6 +39,9 @@ OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--falcon-seeds", "falcon_seeds", "int", 3, "trials (seeds) per check"),
     ("--falcon-seed", "falcon_seed", "int", None, "base seed; replays a fuzz run"),
     ("--falcon-dtype", "falcon_dtype", "str", "fp32", "fp32, bf16 or fp16"),
+    ("--falcon-executor", "falcon_executor", "str", "auto",
+     "how candidates run: warm (pre-imported workers), cold (a fresh process each); auto: warm on "
+     "cpu, cold on cuda"),
     ("--falcon-check-timeout", "falcon_check_timeout", "float", 300.0,
      "seconds allowed for one child process of the checker"),
     ("--falcon-report", "falcon_report", "path", None, "write a JSON report (and Markdown) here"),
@@ -71,6 +75,7 @@ class FalconConfig:
     falcon_seeds: int = 3
     falcon_seed: int | None = None
     falcon_dtype: str = "fp32"
+    falcon_executor: str = "auto"
     falcon_check_timeout: float = 300.0
     falcon_report: Path | None = None
     falcon_baseline: Path | None = None
@@ -101,6 +106,7 @@ class FalconConfig:
         _choice("--falcon-device", self.falcon_device, DEVICES)
         _choice("--falcon-shapes", self.falcon_shapes, SHAPES)
         _choice("--falcon-dtype", self.falcon_dtype, DTYPES)
+        _choice("--falcon-executor", self.falcon_executor, EXECUTORS)
         for name, value in (("--falcon-workers", self.falcon_workers),
                             ("--falcon-max-rounds", self.falcon_max_rounds),
                             ("--falcon-seeds", self.falcon_seeds)):
@@ -130,6 +136,13 @@ class FalconConfig:
         if self.falcon_shapes != "auto":
             return self.falcon_shapes
         return "official" if self.device == "cuda" else "scaled"
+
+    @property
+    def executor(self) -> str:
+        """``warm`` or ``cold``; ``auto`` is warm on cpu and cold on cuda until warm is measured there."""
+        if self.falcon_executor != "auto":
+            return self.falcon_executor
+        return "warm" if self.device == "cpu" else "cold"
 
     def resolved_provider(self, environ: dict[str, str] | None = None) -> str:
         """The provider to use: ``auto`` means anthropic with ``ANTHROPIC_API_KEY`` set, else replay."""

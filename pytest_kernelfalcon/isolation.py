@@ -263,6 +263,8 @@ def _expose(top: Path, names: set[str]) -> list[str]:
     for name in names:
         (top / name).mkdir()
         _mount(str(hold / name), str(top / name), None, MS_MOVE)
+        (hold / name).rmdir()
+    hold.rmdir()
     return [str(top / name) for name in sorted(names)]
 
 

@@ -46,7 +46,7 @@ class TaskOutcome:
     seeds: tuple[int, ...] = ()
     shapes: tuple[dict[str, Any], ...] = ()
     low_signal: bool = False
-    source: str = "check"  # "live" | "replay" | "scripted" | "check" (candidates judged, no LLM)
+    source: str = "check"  # "live" | "replay" | "hand-written" | "scripted" | "check" (judged, no LLM)
     model_new: str | None = None  # path of the final ModelNew.py, when there is one
     speedup_eager: float | None = None
     speedup_compile: float | None = None

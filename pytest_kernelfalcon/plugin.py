@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,9 +146,9 @@ class TaskItem(pytest.Item):
             return f"{out.task_id}: failed at {out.stage or 'check'}: {out.category}\n{out.detail}"
         return str(super().repr_failure(excinfo, style=style))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        """Locate the item by its task file."""
-        return self.path, None, self.task.id
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """Locate the item by its task file (line 0: skip reports need a line)."""
+        return self.path, 0, self.task.id
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -172,8 +173,11 @@ class Progress:
     SHOWN = ("stage_start", "round", "verdict", "cancelled", "task_end")
 
     def __init__(self, config: pytest.Config) -> None:
+        import threading
+
         self.config = config
         self.verbose = config.option.verbose
+        self.lock = threading.Lock()  # generate workers report from several threads
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Print one line for the events worth seeing (every event is in events.jsonl)."""
@@ -181,7 +185,10 @@ class Progress:
         if kind not in self.SHOWN or (kind == "round" and self.verbose < 1):
             return
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with self.lock, (capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()):
             reporter.write_line(f"  [falcon] {describe_event(event)}")
 
 

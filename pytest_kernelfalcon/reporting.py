@@ -79,7 +79,7 @@ def summary_text(session: FalconSession) -> str:
 
     if session.report is None or not session.outcomes:
         return "no task ran to an outcome"
-    lines = [summary_tables(session.report)]
+    lines = [f"answers: {session.report['meta']['source']}", summary_tables(session.report)]
     if session.gate is not None:
         lines.append(session.gate.summary())
     lines += [f"written: {path}" for path in session.written]

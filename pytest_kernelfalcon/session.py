@@ -93,8 +93,21 @@ class FalconSession:
             if self._checker is None:
                 from pytest_kernelfalcon.checker import Checker
 
-                self._checker = Checker(self.check_options())
+                options = self.check_options()
+                self._checker = Checker(options, self.make_executor(options))
             return self._checker
+
+    def make_executor(self, options: Any) -> Any:
+        """The executor for candidate jobs: warm workers (one pool per process) or a fresh process each."""
+        from pytest_kernelfalcon.checker import resolve_device
+        from pytest_kernelfalcon.executor import ColdExecutor
+
+        if self.cfg.executor == "cold":
+            return ColdExecutor()
+        from pytest_kernelfalcon.warm import WarmExecutor
+
+        return WarmExecutor(pool_size=self.cfg.falcon_workers, device=resolve_device(options.device),
+                            gpu=options.gpu)
 
     def run_task(self, task: TaskFile) -> TaskOutcome:
         """Run one task in this session's mode (timing it under ``--falcon-bench``); return its outcome."""

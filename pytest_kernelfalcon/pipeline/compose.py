@@ -57,12 +57,28 @@ def compose_source(fused_source: str, task_source: str, kernels: list[Kernel]) -
         imports.update(dict.fromkeys(renamed.imports))
         bodies.append(f"# --- kernel for {kernel.spec_id} ({kernel.class_name}) ---\n{renamed.body}\n")
         bindings.setdefault(kernel.class_name, f"{kernel.spec_id}_ModelNew")
-    core = statements(fused_core(fused_source), drop=tuple(bindings))
+    core_imports, core = split_imports(statements(fused_core(fused_source), drop=tuple(bindings)))
+    imports.update(dict.fromkeys(core_imports))
     rebind = "".join(f"{cls} = {new}\n" for cls, new in bindings.items())
     return ("\n".join(imports) + "\n\n\n" + "\n\n".join(bodies)
             + f"\n# --- subgraph classes served by their kernels ---\n{rebind}\n\n"
-            + f"# --- the fused model ---\n{core}\n\nModelNew = FusedModel\n\n\n"
+            + f"# --- the fused model ---\n{core}\n\n" + MODEL_NEW + "\n\n"
             + input_functions(task_source))
+
+
+MODEL_NEW = ('''class ModelNew(FusedModel):\n    """KernelBench entry point: the fused model, each subgraph '''
+             '''served by its verified Triton kernel."""\n''')
+
+
+def split_imports(source: str) -> tuple[list[str], str]:
+    """Return the top-level import statements of ``source`` and the rest of it."""
+    lines = source.splitlines()
+    spans = [(n.lineno, n.end_lineno or n.lineno) for n in ast.parse(source).body
+             if isinstance(n, (ast.Import, ast.ImportFrom))]
+    taken = {i for start, end in spans for i in range(start - 1, end)}
+    imports = ["\n".join(lines[a - 1:b]) for a, b in spans]
+    rest = "\n".join(line for i, line in enumerate(lines) if i not in taken)
+    return imports, rest.strip() + "\n"
 
 
 def composer_file(block: str, task_source: str) -> str:

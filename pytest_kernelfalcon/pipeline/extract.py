@@ -24,6 +24,7 @@ class ExtractRequest:
     gpu: str | None = None
     timeout_s: float = 300.0
     seed: int = 42
+    executor: Any = None  # the checker's executor (warm or cold); None: a fresh process
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def run_extract_child(request: ExtractRequest, cancel: threading.Event | None = 
 def _launch(jobdir: Path, request: ExtractRequest, cancel: threading.Event | None) -> dict[str, Any]:
     from pytest_kernelfalcon.executor import ColdExecutor, Job
 
-    result = ColdExecutor().run(Job(jobdir, request.timeout_s, request.device, request.gpu), cancel)
+    executor = request.executor or ColdExecutor()
+    result = executor.run(Job(jobdir, request.timeout_s, request.device, request.gpu), cancel)
     if result.timed_out or result.cancelled:
         how = "timed out" if result.timed_out else "was cancelled"
         return {"error": {"message": f"extract child {how} after {request.timeout_s:g} s"}}

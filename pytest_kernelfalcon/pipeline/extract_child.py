@@ -316,33 +316,3 @@ class _OutsideOps:
         """Return the counted ops that are not allocation, views or scalar reads."""
         return {k: v for k, v in sorted(self.counts.items())
                 if k not in VIEW_OPS and not k.startswith(("view", "_unsafe_view", "expand"))}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Child entry (``python -m pytest_kernelfalcon.pipeline.extract_child JOBDIR``); exits via ``os._exit``."""
-    import os
-
-    import torch
-
-    from pytest_kernelfalcon.child import set_limits
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    nonce = sys.stdin.readline().strip()
-    jobdir = Path(args[0]).resolve()
-    code = 0
-    try:
-        job = torch.load(jobdir / "job.pt", map_location="cpu", weights_only=True)
-        set_limits(float(job.get("timeout_s", 300.0)))
-        body = run_extract_job(job, jobdir)
-        torch.save({"version": 1, "nonce": nonce, **body}, jobdir / f".result-{nonce}.tmp")
-        os.replace(jobdir / f".result-{nonce}.tmp", jobdir / "result.pt")
-    except BaseException:
-        traceback.print_exc()
-        code = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -53,7 +53,7 @@ def run_task(task: TaskFile, ctx: RunContext) -> TaskOutcome:
 
 def outcome_source(sources: frozenset[str]) -> str:
     """Return the outcome's source label from the answers' sources (live beats replay beats scripted)."""
-    for name, label in (("live", "live"), ("replay", "replay"), ("hand-written", "replay"),
+    for name, label in (("live", "live"), ("replay", "replay"), ("hand-written", "hand-written"),
                         ("scripted", "scripted")):
         if name in sources:
             return label
@@ -113,4 +113,5 @@ def _generate(scope: TaskScope, spec: Any, rounds: list[int]) -> Kernel:
 def _extract_request(scope: TaskScope, fused_path: Any) -> ExtractRequest:
     checker = scope.ctx.checker
     return ExtractRequest(scope.task.path, fused_path, scope.dir, device=checker.device,
-                          gpu=checker.options.gpu, timeout_s=scope.ctx.config.extract_timeout_s)
+                          gpu=checker.options.gpu, timeout_s=scope.ctx.config.extract_timeout_s,
+                          executor=checker.executor)

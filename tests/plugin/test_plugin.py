@@ -181,9 +181,18 @@ def test_xdist_workers_share_the_summary(layout: pytest.Pytester) -> None:
 
 def test_level4_style_task_missing_a_package_is_skipped(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(**{"kb/level4/1_hf": "import not_a_real_package_xyz\n" + TASK})
-    result = pytester.runpytest_subprocess("--falcon", "kb", "-rs", *ARGS)
+    (pytester.path / "cands").mkdir()
+    result = pytester.runpytest_subprocess("--falcon", "kb", "-rs", "--falcon-candidates", "cands", *ARGS)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs not_a_real_package_xyz*"])
+
+
+def test_offline_without_transcripts_is_a_usage_error(layout: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    result = layout.runpytest_subprocess("--falcon", "kb", *ARGS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*replay: no transcript directory*"])
 
 
 def test_check_mode_reports_no_llm_source(layout: pytest.Pytester, tmp_path: Path) -> None:
@@ -192,3 +201,9 @@ def test_check_mode_reports_no_llm_source(layout: pytest.Pytester, tmp_path: Pat
                      "--falcon-report", str(report), *ARGS)
     meta = json.loads(report.read_text())["meta"]
     assert meta["source"] == "check" and meta["provider"] is None
+
+
+def test_collects_all_kernelbench_problems(pytester: pytest.Pytester, kernelbench_dir: Path) -> None:
+    result = pytester.runpytest_subprocess("--falcon", str(kernelbench_dir), "--co", "-q", *ARGS)
+    result.stdout.fnmatch_lines(["*270 tests collected*"])
+    assert "::level4/7_gpt2_bs32_seq256" in result.stdout.str()
