@@ -59,3 +59,8 @@ def cuda_device_count() -> int:
     except ImportError:
         return 0
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def cuda_device_name() -> str | None:
+    """Return the name of the first CUDA device this process sees, or ``None``."""
+    return __import__("torch").cuda.get_device_name(0) if cuda_device_count() else None

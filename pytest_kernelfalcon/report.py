@@ -63,7 +63,7 @@ def package_versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in ("torch", "triton", "pytest", "pytest-kernelfalcon"):
+    for name in ("torch", "triton", "pytest", "pytest-kernelfalcon", "anthropic", "openai"):
         try:
             found[name.replace("-", "_")] = version(name)
         except PackageNotFoundError:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.gpus import cuda_device_name
 from pytest_kernelfalcon.session import FalconSession
 
 
@@ -23,7 +24,7 @@ def run_meta(session: FalconSession) -> dict[str, Any]:
         "model": cfg.falcon_model if provider in ("anthropic", "openai") else None,
         "source": session_source(session),
         "device": cfg.device,
-        "gpu": gpu_name(cfg.device),
+        "gpu": cuda_device_name() if cfg.device == "cuda" else None,
         "shard": list(cfg.falcon_shard) if cfg.falcon_shard else None,
         "prompt_hashes": session.prompt_hashes(),
     }
@@ -38,15 +39,6 @@ def session_source(session: FalconSession) -> str:
         return "+".join(sources)
     provider = session.cfg.resolved_provider()
     return {"anthropic": "live", "openai": "live"}.get(provider, provider)
-
-
-def gpu_name(device: str) -> str | None:
-    """The name of the GPU the controller sees, when running on CUDA."""
-    if device != "cuda":
-        return None
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def finish_run(session: FalconSession) -> bool:

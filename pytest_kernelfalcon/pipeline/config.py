@@ -173,7 +173,10 @@ def _make_checker(config: PipelineConfig, executor: Executor) -> Checker:
 
 
 def run_record(ctx: RunContext) -> dict[str, Any]:
-    """Return ``run.json``'s content: config, versions, GPU, prompt hashes, provider and model."""
+    """Return ``run.json``'s content: config, versions, GPU, isolation, prompt hashes, provider, model."""
+    from pytest_kernelfalcon.gpus import cuda_device_name
+    from pytest_kernelfalcon.report import package_versions
+
     return {
         "run_id": ctx.rundir.run_id,
         "config": ctx.config.to_json(),
@@ -182,29 +185,15 @@ def run_record(ctx: RunContext) -> dict[str, Any]:
         "prompts": ctx.prompts.hashes(),
         "prompt_origins": dict(ctx.prompts.origins),
         "versions": package_versions(),
-        "gpu": gpu_name(),
+        "gpu": cuda_device_name(),
+        "isolation": isolation_of(ctx.checker.executor),
     }
 
 
-def package_versions() -> dict[str, str]:
-    """Return the versions of Python and the packages a run depends on."""
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in ("pytest-kernelfalcon", "torch", "triton", "pytest", "anthropic", "openai"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def gpu_name() -> str | None:
-    """Return the name of the first visible CUDA GPU, or ``None``."""
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+def isolation_of(executor: Any) -> dict[str, Any] | None:
+    """What isolation the executor applies to candidates (``None`` when it does not say)."""
+    report = getattr(executor, "isolation_report", None)
+    return report.to_json() if report is not None else None
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,9 @@ def test_compose_source_rebinds_subgraph_classes(tmp_path: Path) -> None:
     source = compose_source(fused_file(tiny.FUSED, tiny.TASK), tiny.TASK, [Kernel("sg0", "ScaleRelu", kernel)])
     tree = ast.parse(source)
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    assert classes == {"sg0_ModelNew", "FusedModel"}  # the torch subgraph class is gone
-    assert "ScaleRelu = sg0_ModelNew" in source and "ModelNew = FusedModel" in source
+    assert classes == {"sg0_ModelNew", "FusedModel", "ModelNew"}  # the torch subgraph class is gone
+    assert "ScaleRelu = sg0_ModelNew" in source and "class ModelNew(FusedModel):" in source
+    assert source.count("import torch\n") == 1  # the fused model's imports joined the header
     assert "def get_inputs" in source and "def get_init_inputs" in source
 
 
