@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -138,13 +139,43 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+UID_BLOCK = 1000  # uids per harness process: pools use slots below 900, the cold path 900 and up
+MAX_BLOCKS = 64
+
+
+@functools.cache  # one lease per process and uid base, held until the process ends
+def process_uid_block(uid_base: int) -> int:
+    """Lease a block of candidate uids for this process, machine-wide (xdist workers, parallel runs).
+
+    Two harness processes must never share a uid: each kills whatever runs under its uids. The lease
+    is an exclusive ``flock`` on a lock file, released by the kernel when this process exits.
+    """
+    import fcntl
+
+    folder = Path(tempfile.gettempdir()) / "kernelfalcon-uid-blocks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for block in range(MAX_BLOCKS):
+        handle = open(folder / f"{uid_base}-{block}.lock", "a")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _LEASES.append(handle)
+        return block
+    raise RuntimeError(f"more than {MAX_BLOCKS} isolating harness processes on this machine")
+
+
+_LEASES: list[object] = []  # the open lock files of process_uid_block (process-lifetime leases)
+
+
 def candidate_uid(policy: IsolationPolicy, slot: int) -> int | None:
     """Return the unprivileged uid for executor ``slot``, or None when no switch applies."""
     if not (policy.drop_privileges and is_root()):
         return None
     import pwd
 
-    uid, left = policy.uid_base, slot
+    uid, left = policy.uid_base + UID_BLOCK * process_uid_block(policy.uid_base), slot
     while True:
         try:
             pwd.getpwuid(uid)

@@ -208,9 +208,17 @@ class FalconController:
     def __init__(self, session: FalconSession) -> None:
         self.session = session
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """An xdist worker died running a task: record it as failed with category ``worker_crash``."""
+        task_id = crashitem.split("::", 1)[-1]
+        outcome = TaskOutcome(task_id, task_id.split("/", 1)[0], False, stage="check",
+                              category="worker_crash", detail=str(report.longrepr))
+        report.user_properties.append((OUTCOME_PROPERTY, json.dumps(outcome.to_json())))
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather task outcomes (they travel with xdist reports as user properties)."""
-        if report.when != "call":
+        if report.when not in ("call", "???"):  # "???": xdist's report for a crashed worker
             return
         for name, value in report.user_properties:
             if name == OUTCOME_PROPERTY:

@@ -207,3 +207,19 @@ def test_collects_all_kernelbench_problems(pytester: pytest.Pytester, kernelbenc
     result = pytester.runpytest_subprocess("--falcon", str(kernelbench_dir), "--co", "-q", *ARGS)
     result.stdout.fnmatch_lines(["*270 tests collected*"])
     assert "::level4/7_gpt2_bs32_seq256" in result.stdout.str()
+
+
+def test_a_crashed_xdist_worker_fails_its_task_and_the_run_goes_on(layout: pytest.Pytester) -> None:
+    layout.makeconftest("""
+import os
+
+def pytest_runtest_call(item):
+    if "relu_again" in item.nodeid:
+        os._exit(1)
+""")
+    report = layout.path / "r.json"
+    result = layout.runpytest_subprocess("--falcon", "kb", "--falcon-candidates", "cands", "-n", "2",
+                                         "--falcon-report", str(report), *ARGS)
+    result.assert_outcomes(passed=1, failed=1)
+    cats = {t["task_id"]: t["category"] for t in json.loads(report.read_text())["tasks"]}
+    assert cats == {"level1/1_relu": None, "level1/2_relu_again": "worker_crash"}
