@@ -70,17 +70,15 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` under ``--falcon`` on CUDA: one worker per visible GPU."""
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None or session.cfg.device != "cuda":
+    """``-n auto`` under ``--falcon`` on CUDA: one worker per visible GPU (runs before configure)."""
+    cfg = FalconConfig.from_pytest(config)
+    if not cfg.falcon or cfg.device != "cuda":
         return None
     import os
 
-    import torch
+    from pytest_kernelfalcon.gpus import auto_workers, cuda_device_count
 
-    from pytest_kernelfalcon.gpus import auto_workers
-
-    return auto_workers(dict(os.environ), torch.cuda.device_count())
+    return auto_workers(dict(os.environ), cuda_device_count())
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

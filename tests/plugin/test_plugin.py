@@ -223,3 +223,13 @@ def pytest_runtest_call(item):
     result.assert_outcomes(passed=1, failed=1)
     cats = {t["task_id"]: t["category"] for t in json.loads(report.read_text())["tasks"]}
     assert cats == {"level1/1_relu": None, "level1/2_relu_again": "worker_crash"}
+
+
+def test_n_auto_asks_for_one_worker_per_gpu_only_on_cuda(pytester: pytest.Pytester) -> None:
+    from pytest_kernelfalcon.plugin import pytest_xdist_auto_num_workers
+
+    (pytester.path / "cands").mkdir()
+    on_cpu = pytester.parseconfig("--falcon", "--falcon-device", "cpu", "--falcon-candidates", "cands")
+    assert pytest_xdist_auto_num_workers(on_cpu) is None  # xdist's own count (CPUs) applies
+    on_cuda = pytester.parseconfig("--falcon", "--falcon-device", "cuda", "--falcon-candidates", "cands")
+    assert pytest_xdist_auto_num_workers(on_cuda) == 1  # no GPU visible here: one worker, never zero
