@@ -39,7 +39,7 @@ class FalconSession:
     gate: Any = None
     written: list[Path] = field(default_factory=list)
     _checker: Checker | None = None
-    _pipeline: Any = None
+    pipeline: Any = None  # the pipeline.session.SessionPipeline, built on the first task
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -152,8 +152,8 @@ class FalconSession:
         """Release executors and providers."""
         if self._checker is not None:
             self._checker.close()
-        if self._pipeline is not None:
-            self._pipeline.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
 
 
 def find_candidate(directory: Path | None, task: TaskFile) -> Path | None:

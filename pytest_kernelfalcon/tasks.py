@@ -3,7 +3,7 @@
 A task file defines a top-level ``Model`` (class or assignment) and the
 functions ``get_inputs`` and ``get_init_inputs``. Nothing here imports or runs
 a task file: discovery and constant rewriting parse the source only.
-``load_task_namespace`` is the one exception, and only child processes call it.
+Task files are executed only in child processes (``child.exec_file``).
 
 Size constants are top-level assignments whose value is an integer expression
 made of literals (``batch_size = 16``, ``M = 1024 * 2``, ``n: int = 4``), also
@@ -19,13 +19,11 @@ import ast
 import importlib.util
 import re
 import sys
-import types
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TASK_NAMESPACE_NAME = "__kernelfalcon_task__"
 _LEVEL_DIR = re.compile(r"level\d+")
 _INT_OPS: dict[type, Any] = {
     ast.Add: lambda a, b: a + b,
@@ -287,14 +285,3 @@ def _apply_edits(source: str, edits: list[tuple[ast.AST, str]]) -> str:
     for begin, end, new in sorted(spans, reverse=True):
         data = data[:begin] + new + data[end:]
     return data.decode("utf-8")
-
-
-def load_task_namespace(source: str, filename: str) -> dict[str, Any]:
-    """Run a task source as a private module and return its namespace (CHILD processes only)."""
-    code = compile(source, filename, "exec")
-    module = types.ModuleType(TASK_NAMESPACE_NAME)
-    module.__file__ = filename
-    # registered so that dataclasses, typing and pickling inside the task can find their module
-    sys.modules[TASK_NAMESPACE_NAME] = module
-    exec(code, module.__dict__)
-    return module.__dict__

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +23,7 @@ from .common import (
     DEFAULT_TIMEOUT_S,
     LIVE_OPTIONS,
     LiveCaller,
+    Reply,
     check_model,
     check_options,
     check_reachable,
@@ -53,14 +53,6 @@ TEMPERATURE_MODELS = frozenset({
     "claude-opus-4-6", "claude-opus-4-5", "claude-opus-4-1", "claude-opus-4-0",
     "claude-sonnet-4-6", "claude-sonnet-4-5", "claude-sonnet-4-0", "claude-haiku-4-5",
 })
-
-
-@dataclass(frozen=True)
-class _Reply:
-    text: str
-    model: str
-    stop_reason: str | None
-    usage: TokenUsage
 
 
 class AnthropicProvider:
@@ -115,7 +107,7 @@ class AnthropicProvider:
             params["extra_body"] = {"temperature": min(max(float(temperature), low), high)}
         return params
 
-    def _attempt(self, params: dict[str, Any], cancel: threading.Event | None) -> _Reply:
+    def _attempt(self, params: dict[str, Any], cancel: threading.Event | None) -> Reply:
         import anthropic
 
         try:
@@ -155,7 +147,7 @@ def _make_client(key: str, base_url: str | None, timeout: float) -> Any:
     return anthropic.Anthropic(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
-def _collect(events: Any, cancel: threading.Event | None) -> _Reply:
+def _collect(events: Any, cancel: threading.Event | None) -> Reply:
     text: list[str] = []
     usage: dict[str, int] = {}
     model, stop, done = "", None, False
@@ -174,7 +166,7 @@ def _collect(events: Any, cancel: threading.Event | None) -> _Reply:
             done = True
     if not done:
         raise MalformedResponse("anthropic: the stream ended before message_stop")
-    return _Reply("".join(text), model, stop, _usage(usage))
+    return Reply("".join(text), model, stop, _usage(usage))
 
 
 def _merge_usage(into: dict[str, int], usage: Any) -> None:
@@ -192,14 +184,14 @@ def _usage(counts: Mapping[str, int]) -> TokenUsage:
                       cache_write_tokens=counts.get("cache_creation_input_tokens", 0))
 
 
-def _from_message(message: Any) -> _Reply:
+def _from_message(message: Any) -> Reply:
     content = getattr(message, "content", None)
     if not isinstance(content, list) or getattr(message, "usage", None) is None:
         raise MalformedResponse(f"anthropic: response without content or usage: {message!r:.300}")
     text = "".join(getattr(b, "text", "") for b in content if getattr(b, "type", None) == "text")
     counts: dict[str, int] = {}
     _merge_usage(counts, message.usage)
-    return _Reply(text, getattr(message, "model", ""), getattr(message, "stop_reason", None), _usage(counts))
+    return Reply(text, getattr(message, "model", ""), getattr(message, "stop_reason", None), _usage(counts))
 
 
 def translate(err: Exception) -> ProviderError:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -20,6 +21,7 @@ from .base import (
     RateLimited,
     RequestRejected,
     ServerError,
+    TokenUsage,
     check_cancel,
 )
 from .prices import PriceTable, load_prices
@@ -30,6 +32,16 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONCURRENCY = 8
 _WATCH_S = 0.02  # how often a streaming call's watcher looks at the cancel event
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one live attempt returned, before pricing and timing make it a ``Completion``."""
+
+    text: str
+    model: str
+    stop_reason: str | None
+    usage: TokenUsage
 
 
 class LiveCaller:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .base import (
@@ -23,6 +22,7 @@ from .common import (
     DEFAULT_TIMEOUT_S,
     LIVE_OPTIONS,
     LiveCaller,
+    Reply,
     check_model,
     check_options,
     check_reachable,
@@ -35,14 +35,6 @@ from .common import (
 
 OPENAI_OPTIONS = LIVE_OPTIONS | {"max_tokens_param"}
 TEMPERATURE_RANGE = (0.0, 2.0)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    text: str
-    model: str
-    stop_reason: str | None
-    usage: TokenUsage
 
 
 class OpenAIProvider:
@@ -104,7 +96,7 @@ class OpenAIProvider:
             params.update(stream=True, stream_options={"include_usage": True})
         return params
 
-    def _attempt(self, params: dict[str, Any], cancel: threading.Event | None) -> _Reply:
+    def _attempt(self, params: dict[str, Any], cancel: threading.Event | None) -> Reply:
         import openai
 
         try:
@@ -129,7 +121,7 @@ def _make_client(key: str, base_url: str | None, timeout: float) -> Any:
     return openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
-def _collect(chunks: Any, cancel: threading.Event | None) -> _Reply:
+def _collect(chunks: Any, cancel: threading.Event | None) -> Reply:
     text: list[str] = []
     model, stop, usage = "", None, None
     for chunk in chunks:
@@ -142,7 +134,7 @@ def _collect(chunks: Any, cancel: threading.Event | None) -> _Reply:
                 stop = choice.finish_reason or stop
     if stop is None and not text:
         raise MalformedResponse("openai: the stream ended without any choice")
-    return _Reply("".join(text), model, stop, _usage(usage))
+    return Reply("".join(text), model, stop, _usage(usage))
 
 
 def _usage(usage: Any) -> TokenUsage:
@@ -157,12 +149,12 @@ def _usage(usage: Any) -> TokenUsage:
                       cache_read_tokens=cached, cache_write_tokens=written)
 
 
-def _from_completion(completion: Any) -> _Reply:
+def _from_completion(completion: Any) -> Reply:
     choices = getattr(completion, "choices", None)
     if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
         raise MalformedResponse(f"openai: response without choices: {completion!r:.300}")
     first = choices[0]
-    return _Reply(first.message.content or "", getattr(completion, "model", "") or "",
+    return Reply(first.message.content or "", getattr(completion, "model", "") or "",
                   first.finish_reason, _usage(getattr(completion, "usage", None)))
 
 

@@ -9,12 +9,12 @@ None). The job: ``{"mode": "extract", "task": file, "fused": file, "entry": "Fus
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
+
+from pytest_kernelfalcon.child import exec_file
 
 PLAIN = (bool, int, float, str, type(None))
 VIEW_OPS = ("view", "reshape", "_reshape", "permute", "transpose", "t", "expand", "squeeze",
@@ -40,16 +40,6 @@ def run_extract_job(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
                           "traceback": tb}}
 
 
-def load_module(path: Path, name: str) -> Any:
-    """Execute ``path`` as a fresh module called ``name`` and return it."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def subgraph_classes(module: Any, entry: str) -> list[type]:
     """Return the ``nn.Module`` classes ``module`` defines itself, except ``entry`` and ``Model``."""
     import torch.nn as nn
@@ -60,8 +50,8 @@ def subgraph_classes(module: Any, entry: str) -> list[type]:
 
 
 def _extract(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
-    task = load_module(jobdir / job["task"], "kf_extract_task")
-    fused = load_module(jobdir / job["fused"], "kf_extract_fused")
+    task = exec_file(jobdir / job["task"], "kf_extract_task")
+    fused = exec_file(jobdir / job["fused"], "kf_extract_fused")
     entry = getattr(fused, job.get("entry", "FusedModel"), None)
     if not isinstance(entry, type):
         raise ExtractError(f"the fused file defines no class {job.get('entry', 'FusedModel')}")

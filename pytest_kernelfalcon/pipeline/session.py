@@ -57,10 +57,10 @@ def validate_provider(session: FalconSession) -> None:
 
 def run_pipeline_task(session: FalconSession, task: TaskFile, on_event: Any = None) -> TaskOutcome:
     """Run ``task`` through the pipeline in ``session`` (its run directory, provider, checker)."""
-    if session._pipeline is None:
+    if session.pipeline is None:
         config = pipeline_config(session)
         rundir = RunDir.create(config.run_root, session.run_id)
         ctx = RunContext.build(config, make_provider(session, config), checker=session.checker(),
                                executor=session.checker().executor, rundir=rundir, on_event=on_event)
-        session._pipeline = SessionPipeline(ctx)
-    return run_task(task, session._pipeline.ctx)
+        session.pipeline = SessionPipeline(ctx)
+    return run_task(task, session.pipeline.ctx)

@@ -186,20 +186,22 @@ def test_concurrency_limit_holds_under_16_callers(make: Make, fake_llm: FakeLLM)
 def test_cancel_mid_stream_returns_promptly(make: Make, fake_llm: FakeLLM) -> None:
     fake_llm.queue(Step(event_delay_s=0.5, chunks=20))  # the whole answer would take ~13 s
     cancel = threading.Event()
+    provider = make()  # built first: the SDK's first import is not what this times
     threading.Timer(0.3, cancel.set).start()
     start = time.monotonic()
     with pytest.raises(Cancelled):
-        ask(make(), "x" * 40, cancel=cancel)
+        ask(provider, "x" * 40, cancel=cancel)
     assert time.monotonic() - start < 1.0
 
 
 def test_cancel_during_backoff_returns_promptly(make: Make, fake_llm: FakeLLM) -> None:
     fake_llm.queue(Step(status=429, body=ERROR_BODY, headers={"retry-after": "30"}))
     cancel = threading.Event()
+    provider = make(max_delay_s=60)
     threading.Timer(0.2, cancel.set).start()
     start = time.monotonic()
     with pytest.raises(Cancelled):
-        ask(make(max_delay_s=60), cancel=cancel)
+        ask(provider, cancel=cancel)
     assert time.monotonic() - start < 1.0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,17 +52,3 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = extract_subgraphs(ExtractRequest(task, out / "fused.py", out))
     assert result.error is None, result.error
     return root
-
-
-def task_of(root: Path) -> Any:
-    """Return the ``TaskFile`` of the tiny task under ``root``."""
-    from pytest_kernelfalcon.tasks import discover_tasks
-
-    return discover_tasks([root / "level1"])[0]
-
-
-def seed_task_dir(ctx: Any, prepared: Path) -> Path:
-    """Copy the prepared fuse and extract results into ``ctx``'s task dir (as a resumed task)."""
-    task_dir = ctx.rundir.task_dir(task_of(prepared).id)
-    shutil.copytree(prepared / "out", task_dir, dirs_exist_ok=True)
-    return task_dir

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 TASK = '''import torch
 import torch.nn as nn
@@ -99,3 +101,17 @@ def write_task(root: Path, source: str = TASK, name: str = "1_ScaleRelu") -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
     return path
+
+
+def task_of(root: Path) -> Any:
+    """Return the ``TaskFile`` of the tiny task under ``root``."""
+    from pytest_kernelfalcon.tasks import discover_tasks
+
+    return discover_tasks([root / "level1"])[0]
+
+
+def seed_task_dir(ctx: Any, prepared: Path) -> Path:
+    """Copy the prepared fuse and extract results into ``ctx``'s task dir (as a resumed task)."""
+    task_dir = ctx.rundir.task_dir(task_of(prepared).id)
+    shutil.copytree(prepared / "out", task_dir, dirs_exist_ok=True)
+    return task_dir

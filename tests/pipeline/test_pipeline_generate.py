@@ -8,8 +8,8 @@ from typing import Any
 
 import pipeline_tiny as tiny
 import pytest
+from pipeline_tiny import seed_task_dir, task_of
 
-from conftest import seed_task_dir, task_of
 from pytest_kernelfalcon.llm import ReplayMiss, ScriptedProvider, ScriptStep
 from pytest_kernelfalcon.pipeline.config import TaskBudget, TaskScope
 from pytest_kernelfalcon.pipeline.extract import load_specs

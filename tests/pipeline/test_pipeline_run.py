@@ -14,8 +14,8 @@ from typing import Any
 
 import pipeline_tiny as tiny
 import pytest
+from pipeline_tiny import task_of
 
-from conftest import task_of
 from pytest_kernelfalcon.llm import ReplayMiss, ScriptedProvider
 from pytest_kernelfalcon.pipeline import RunDir, run_task
 from pytest_kernelfalcon.pipeline.config import TaskBudget, TaskScope

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_kernelfalcon.child import exec_file
 from pytest_kernelfalcon.tasks import (
-    TASK_NAMESPACE_NAME,
     discover_tasks,
     is_task_source,
-    load_task_namespace,
     rewrite_constants,
     size_constants,
     task_level,
@@ -118,13 +117,13 @@ def test_size_constants_last_assignment_wins_and_division_is_not_integer() -> No
     assert size_constants("x = 4\nx = 8\ny = 8 / 2\nz = 2 ** 100\n") == {"x": 8}
 
 
-def test_rewrite_keeps_everything_else_and_derived_values_follow() -> None:
+def test_rewrite_keeps_everything_else_and_derived_values_follow(tmp_path: Path) -> None:
     out = rewrite_constants(TASK, {"batch_size": 2, "out_channels": 4, "M": 8, "input_shape[0]": 7, "H": 3})
     assert "batch_size = 2  # rows" in out
     assert "M = 8\n" in out and "input_shape = (7,)" in out and "D, H, W = (8, 3, 32)" in out
     assert size_constants(out)["out_channels"] == 4
-    namespace = load_task_namespace(out, "task.py")
-    assert namespace["bias_shape"] == (4, 1, 1)
+    (tmp_path / "task.py").write_text(out)
+    assert exec_file(tmp_path / "task.py", "kf_rewritten_task").bias_shape == (4, 1, 1)
 
 
 def test_rewrite_chained_assignment_same_and_different_values() -> None:
@@ -155,8 +154,9 @@ def test_rewrite_changes_every_top_level_assignment_of_a_name() -> None:
     assert rewrite_constants("x = 4\nx = 8\n", {"x": 2}) == "x = 2\nx = 2\n"
 
 
-def test_load_task_namespace_runs_under_a_private_module_name() -> None:
+def test_task_files_run_under_a_private_module_name(tmp_path: Path) -> None:
     source = "from dataclasses import dataclass\n@dataclass\nclass C:\n    n: int = 3\nname = __name__\nvalue = C().n\n"
-    namespace = load_task_namespace(source, "t.py")
-    assert namespace["name"] == TASK_NAMESPACE_NAME != "__main__"
-    assert namespace["value"] == 3 and namespace["__file__"] == "t.py"
+    (tmp_path / "t.py").write_text(source)
+    module = exec_file(tmp_path / "t.py", "kf_private_task")
+    assert module.name == "kf_private_task" != "__main__"
+    assert module.value == 3 and module.__file__ == str(tmp_path / "t.py")
