@@ -12,9 +12,13 @@ Both paths in one run, on one device:
   exception / fork spam (and on CUDA an illegal address and an OOM) among correct ones,
   4 threads on the warm pool: verdicts against expectations, zombies, processes left
   under the job uids, GPU memory before / after (``nvidia-smi``).
-* **relu** (``--relu``, CUDA): a full official-shape check of level1/19_ReLU, both paths.
+* **relu** (``--relu``, CUDA): a full official-shape check of level1/19_ReLU (all seeds,
+  probes and the audit; the inputs are 6.4 GB, so the checker takes the resident data
+  path) on both executors, and the plain way beside them: one fresh process that draws
+  KernelBench's inputs on the CPU, moves them to the GPU and compares there, 5 seeds.
 
-    PYTHONPATH=$PWD python benchmarks/executor.py [--device cpu|cuda] [--quick|--full] [--relu] [--json]
+    PYTHONPATH=$PWD python benchmarks/executor.py [--device cpu|cuda] [--quick|--full] [--relu]
+        [--parts paths,faults,relu] [--candidates N] [--faults N] [--json]
 """
 
 from __future__ import annotations
@@ -202,8 +206,11 @@ def gpu_memory_mib() -> int | None:
         return None
 
 
+PLAIN_SEEDS = 5
+
+
 def relu_official(timeout_s: float) -> list[dict[str, Any]]:
-    """Time a full official-shape check of level1/19_ReLU (reference included) on both paths."""
+    """Time a full official-shape check of level1/19_ReLU (reference included) on both paths, and the plain way."""
     from pytest_kernelfalcon.checker import Checker, CheckOptions
 
     task = kernelbench_root() / "level1" / "19_ReLU.py"
@@ -213,9 +220,43 @@ def relu_official(timeout_s: float) -> list[dict[str, Any]]:
         checker = Checker(CheckOptions(device="cuda", shapes="official", timeout_s=timeout_s), executor)
         verdict, wall = verify_timed(checker, task, CORPUS / "kb_relu" / "correct.py")
         executor.close()
-        rows.append({"path": name, "verdict": _name(verdict), "seconds": wall,
-                     "reference_s": verdict.timings.get("reference_s")})
+        rows.append({"path": f"{name} executor", "verdict": _name(verdict), "seconds": wall,
+                     "reference_s": verdict.timings.get("reference_s"), "detail": verdict.detail[:300],
+                     "trials": len(verdict.seeds), "low_signal": verdict.low_signal})
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--plain", str(task)], capture_output=True, text=True,
+                         timeout=timeout_s * 4, check=False)
+    plain = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"verdict": out.stderr[-300:]}
+    rows.append({"path": f"plain ({PLAIN_SEEDS} seeds, CPU inputs)", "verdict": plain.get("verdict"),
+                 "seconds": time.perf_counter() - start, "reference_s": None, "trials": PLAIN_SEEDS})
     return rows
+
+
+def plain_check(task_path: str) -> None:
+    """The plain way, in this fresh process: KernelBench's CPU inputs, moved to the GPU, compared there."""
+    import importlib.util
+
+    import torch
+
+    def load(path: Path, name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    task, cand = load(Path(task_path), "plain_task"), load(CORPUS / "kb_relu" / "correct.py", "plain_cand")
+    torch.manual_seed(42)
+    init = task.get_init_inputs()
+    model, new = task.Model(*init).cuda(), cand.ModelNew(*init).cuda()
+    ok = True
+    for seed in range(PLAIN_SEEDS):
+        torch.manual_seed(seed)
+        inputs = [x.cuda() if isinstance(x, torch.Tensor) else x for x in task.get_inputs()]
+        with torch.no_grad():
+            ok = ok and torch.allclose(model(*inputs), new(*inputs), atol=1e-4, rtol=1e-4)
+        del inputs
+    print(json.dumps({"verdict": "pass" if ok else "numeric_mismatch"}))
 
 
 def machine(device: str) -> dict[str, str]:
@@ -241,21 +282,37 @@ def report(result: dict[str, Any]) -> str:
 
     info = result["machine"]
     head = " | ".join(f"{k}: {v}" for k, v in info.items())
+    out = [head]
+    if result.get("paths"):
+        out += _path_tables(result)
+    elif result.get("faults"):
+        out += _path_tables({**result, "paths": []})[-1:]
+    if result.get("relu"):
+        rows = result["relu"]
+        out.append(tabulate([[r["path"], r["verdict"], r["trials"], r["seconds"], r["reference_s"]] for r in rows],
+                            ["19_ReLU official", "verdict", "trials", "s", "reference s"], floatfmt=".1f"))
+        out.append("plain / warm: " + f"{rows[-1]['seconds'] / max(rows[1]['seconds'], 1e-9):.1f}x")
+        out += [f"{r['path']}: {r.get('detail')}" for r in rows if r["verdict"] != "pass"]
+    return "\n\n".join(out)
+
+
+def _path_tables(result: dict[str, Any]) -> list[str]:
+    from tabulate import tabulate
+
     paths = [[p["path"], p["candidates"], p["median_overhead_s"], p["mean_wall_s"], p["per_min_4_workers"],
               " ".join(f"{k}={v}" for k, v in sorted(p["verdicts"].items()))] for p in result["paths"]]
-    out = [head, tabulate(paths, ["path", "n", "median overhead s", "mean wall s", "per min (4 workers)",
-                                  "verdicts"], floatfmt=".3f"),
-           f"overhead ratio cold/warm: {result['ratio']:.1f}x"]
+    out = [tabulate(paths, ["path", "n", "median overhead s", "mean wall s", "per min (4 workers)",
+                            "verdicts"], floatfmt=".3f"),
+           f"overhead ratio cold/warm: {result.get('ratio', 0.0):.1f}x"]
+    if "faults" not in result:
+        return out
     f = result["faults"]
     out.append(tabulate([[f["candidates"], f["seconds"], " ".join(f"{k}={v}" for k, v in sorted(f["verdicts"].items())),
                           len(f["wrong"]), f["workers_alive"], f["workers_replaced"], f["zombies"],
                           f["leftover_procs"], f["gpu_mib_before"], f["gpu_mib_after"]]],
                         ["faults n", "s", "verdicts", "wrong", "workers", "replaced", "zombies", "leftover",
                          "GPU MiB before", "after"], floatfmt=".1f"))
-    if result.get("relu"):
-        out.append(tabulate([[r["path"], r["verdict"], r["seconds"], r["reference_s"]] for r in result["relu"]],
-                            ["19_ReLU official", "verdict", "s", "reference s"], floatfmt=".1f"))
-    return "\n\n".join(out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,19 +322,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10 candidates, 10 faults (CPU: a couple of minutes)")
     parser.add_argument("--full", action="store_true", help="50 candidates, 100 faults")
     parser.add_argument("--relu", action="store_true", help="also time 19_ReLU official (CUDA)")
+    parser.add_argument("--parts", default="paths,faults", help="comma list of paths, faults, relu")
+    parser.add_argument("--candidates", type=int, default=None, help="candidates in the mix (overrides the preset)")
+    parser.add_argument("--faults", type=int, default=None, help="fault stream length (overrides the preset)")
     parser.add_argument("--timeout", type=float, default=None, help="checker timeout per job (s)")
+    parser.add_argument("--plain", default=None, help=argparse.SUPPRESS)  # internal: the plain 19_ReLU check
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.plain:
+        plain_check(args.plain)
+        return
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"
+    parts = set(args.parts.split(",")) | ({"relu"} if args.relu else set())
     n_mix, n_faults = (10, 10) if args.quick else (50, 100) if args.full else (30, 30)
+    n_mix, n_faults = args.candidates or n_mix, args.faults or n_faults
     timeout_s = args.timeout or (10.0 if args.device == "cpu" else 60.0)
-    mix = corpus_mix(args.device, n_mix)
-    paths = [run_path(name, args.device, mix, timeout_s) for name in ("cold", "warm")]
-    result: dict[str, Any] = {"machine": machine(args.device), "paths": paths,
-                              "ratio": paths[0]["median_overhead_s"] / max(paths[1]["median_overhead_s"], 1e-9),
-                              "faults": fault_stream(args.device, n_faults, min(timeout_s, 10.0))}
-    if args.relu and args.device == "cuda":
+    result: dict[str, Any] = {"machine": machine(args.device)}
+    if "paths" in parts:
+        mix = corpus_mix(args.device, n_mix)
+        paths = [run_path(name, args.device, mix, timeout_s) for name in ("cold", "warm")]
+        result.update(paths=paths, ratio=paths[0]["median_overhead_s"] / max(paths[1]["median_overhead_s"], 1e-9))
+    if "faults" in parts:
+        result["faults"] = fault_stream(args.device, n_faults, min(timeout_s, 10.0))
+    if "relu" in parts and args.device == "cuda":
         result["relu"] = relu_official(300.0)
     print(json.dumps(result, indent=1, default=str) if args.json else report(result))
 

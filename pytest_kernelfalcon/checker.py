@@ -30,6 +30,9 @@ DEFAULT_SEED = 42
 STRONG_TRANSFORM = (4.0, -2.0)
 STRONG_TRIALS = 2
 FUZZ_TRIALS = 2
+RESIDENT_NUMEL = 1 << 26  # auto: official inputs above this many elements stay on the device
+RESIDENT_MARGIN_S = 15.0  # the comparer outlives its candidate's time limit to report it
+DATA_PATHS = ("auto", "files", "resident")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class CheckOptions:
     entry: str = "ModelNew"  # class name in the candidate file
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
+    data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,18 @@ class Reference:
     probes: tuple[str, ...]
     base_seed: int
     wall_s: float
+    resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
 
     @property
     def low_signal(self) -> bool:
         """Whether a trivial answer passes the ordinary trials."""
         return bool(self.probes)
+
+    @property
+    def trial_count(self) -> int:
+        """How many trials a candidate runs: every case's trials, plus the strengthened ones when low-signal."""
+        strong = self.low_signal
+        return sum(len(c["trials"]) + (len(c["strong_trials"]) if strong else 0) for c in self.cases)
 
 
 def resolve_device(device: str) -> str:
@@ -80,6 +91,10 @@ def _validate(options: CheckOptions) -> None:
         raise ValueError(f"unknown shapes {options.shapes!r}; expected official, scaled or fuzz")
     if options.dtype not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown dtype {options.dtype!r}; expected fp32, bf16 or fp16")
+    if options.data_path not in DATA_PATHS:
+        raise ValueError(f"unknown data path {options.data_path!r}; expected one of {', '.join(DATA_PATHS)}")
+    if options.data_path == "resident" and options.shapes != "official":
+        raise ValueError("the resident data path checks official shapes only")
     if options.seeds < 1 or options.timeout_s <= 0:
         raise ValueError("seeds must be >= 1 and timeout_s > 0")
 
@@ -118,6 +133,9 @@ class Checker:
         self.executor: Executor = executor or ColdExecutor()
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
         self._fuzz_seed = secrets.randbelow(2**31)
+        self.resident = self.options.data_path == "resident"
+        official_cuda = self.device == "cuda" and self.options.shapes == "official"
+        self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
 
     def close(self) -> None:
         """Release the executor."""
@@ -147,14 +165,14 @@ class Checker:
         reference = self.reference(task_source, cancel)
         if isinstance(reference, Verdict):
             return reference
-        return self._run_candidate(source, reference, cancel)
+        return self._run_candidate(source, reference, cancel, task_source)
 
     # -- reference -------------------------------------------------------------------------
     def reference(self, task_source: str, cancel: threading.Event | None = None) -> Reference | Verdict:
         """Return the (cached; then ``wall_s`` 0) reference run of a task source, or a failing verdict."""
         opts = self.options
         key = (hashlib.sha256(task_source.encode()).hexdigest(), opts.shapes, self.base_seed,
-               opts.seeds, opts.dtype, self.device)
+               opts.seeds, opts.dtype, self.device, opts.data_path)
         if key in self._references:
             cached = self._references[key]
             return replace(cached, wall_s=0.0) if isinstance(cached, Reference) else cached
@@ -167,7 +185,10 @@ class Checker:
         from pytest_kernelfalcon import shapes
 
         start = time.monotonic()
-        if self.options.shapes == "official":
+        if self.resident:
+            found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel,
+                                        mode="resident_reference")
+        elif self.options.shapes == "official":
             found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel)
         else:  # scaled, and fuzz: draws are made around the chosen scaled plan
             found = self._reference_job(source, shapes.scaled_plans(source), "first_fit",
@@ -192,7 +213,8 @@ class Checker:
         return [self.base_seed + i for i in range(max(n, 1))]
 
     def _reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
-                       cancel: threading.Event | None, last_exempt: bool = True) -> Reference | Verdict:
+                       cancel: threading.Event | None, last_exempt: bool = True,
+                       mode: str = "reference") -> Reference | Verdict:
         from pytest_kernelfalcon.tasks import rewrite_constants
 
         jobdir = Path(tempfile.mkdtemp(prefix="kf-ref-"))
@@ -202,11 +224,11 @@ class Checker:
                 (jobdir / f"task_{k}.py").write_text(rewrite_constants(source, plan.overrides))
                 entries.append({"file": f"task_{k}.py", "index": k, "plan": plan.describe(),
                                 "transform": [plan.values.scale, plan.values.shift]})
-            job = {"version": 1, "mode": "reference", "device": self.device, "dtype": self.options.dtype,
+            job = {"version": 1, "mode": mode, "device": self.device, "dtype": self.options.dtype,
                    "construct_seed": self.base_seed, "plans": entries, "pick": pick,
                    "budget_numel": budget, "last_exempt": last_exempt, "seeds": self._trial_seeds(),
                    "strong_seeds": [self.base_seed + 1000 + i for i in range(STRONG_TRIALS)],
-                   "strong": list(STRONG_TRANSFORM)}
+                   "strong": list(STRONG_TRANSFORM), "resident_above": self._resident_above}
             _save_job(jobdir, job)
             result = self._run(jobdir, cancel)
             return self._reference_from(result, plans)
@@ -223,12 +245,16 @@ class Checker:
         report = result.report or {}
         cases = tuple({**case, "plan_obj": plans[case["index"]]} for case in report["cases"])
         tol = tolerance_for(self.options.dtype)
-        probes = tuple(p for case in cases for p in low_signal_probes(
-            [(t["inputs"], t["outputs"]) for t in case["trials"]], tol))
-        return Reference(cases, tuple(report.get("discarded", ())), probes, self.base_seed, result.wall_s)
+        if "probes" in report:  # resident: tracked on the device by the reference job
+            probes = tuple(report["probes"])
+        else:
+            probes = tuple(p for case in cases for p in low_signal_probes(
+                [(t["inputs"], t["outputs"]) for t in case["trials"]], tol))
+        return Reference(cases, tuple(report.get("discarded", ())), probes, self.base_seed, result.wall_s,
+                         resident="probes" in report)
 
-    def _run(self, jobdir: Path, cancel: threading.Event | None) -> JobResult:
-        job = Job(jobdir, self.options.timeout_s, self.device, self.options.gpu)
+    def _run(self, jobdir: Path, cancel: threading.Event | None, margin_s: float = 0.0) -> JobResult:
+        job = Job(jobdir, self.options.timeout_s + margin_s, self.device, self.options.gpu)
         return self.executor.run(job, cancel)
 
     # -- candidate -------------------------------------------------------------------------
@@ -243,12 +269,30 @@ class Checker:
                 "dtype": self.options.dtype, "cases": cases, "audit": self.options.audit,
                 "poison": self.options.audit}
 
-    def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None) -> Verdict:
+    def _resident_job(self, reference: Reference, task_source: str, jobdir: Path) -> dict[str, Any]:
+        cases = []
+        for k, case in enumerate(reference.cases):
+            plain = [case["plan_obj"].values.scale, case["plan_obj"].values.shift]
+            trials = list(case["trials"]) + (list(case["strong_trials"]) if reference.low_signal else [])
+            (jobdir / f"task_{k}.py").write_text(task_source)
+            cases.append({"file": f"task_{k}.py", "construct_seed": case["construct_seed"], "plan": case["plan"],
+                          "trials": [{"seed": t["seed"], "strong": bool(t["strong"]),
+                                      "transform": list(STRONG_TRANSFORM) if t["strong"] else plain}
+                                     for t in trials]})
+        return {"version": 1, "mode": "resident", "entry": self.options.entry, "device": self.device,
+                "dtype": self.options.dtype, "cases": cases, "audit": self.options.audit,
+                "poison": self.options.audit, "timeout_s": self.options.timeout_s}
+
+    def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
+                       task_source: str = "") -> Verdict:
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
             (jobdir / "candidate.py").write_text(source)
-            _save_job(jobdir, self._candidate_job(reference))
-            result = self._run(jobdir, cancel)
+            if reference.resident:
+                _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
+            else:
+                _save_job(jobdir, self._candidate_job(reference))
+            result = self._run(jobdir, cancel, RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
         return judge_candidate(reference, result, self.options, self.device)

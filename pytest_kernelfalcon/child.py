@@ -183,7 +183,7 @@ def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dic
     try:
         strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
-        plan = {**plan, "strong_error": _short(exc)}
+        plan = {**plan, "strong_error": short_error(exc)}
     return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
             "init_inputs": [to_host(x) for x in init_inputs], "state_dict": state,
             "trials": trials, "strong_trials": strong}
@@ -208,9 +208,27 @@ def _plan_case(jobdir: Path, k: int, job: dict[str, Any]) -> dict[str, Any] | st
     return reason if reason else reference_case(task, plan, job)
 
 
+def _goes_resident(jobdir: Path, job: dict[str, Any]) -> bool:
+    """Whether an official-shape job's inputs (measured on meta) exceed ``resident_above`` elements."""
+    above = job.get("resident_above")
+    if above is None or len(job["plans"]) != 1:
+        return False
+    numel = input_numel(exec_file(jobdir / job["plans"][0]["file"], "kf_task_size").get_inputs)
+    sys.modules.pop("kf_task_size", None)
+    return numel is not None and numel > above
+
+
 def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded."""
+    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded.
+
+    With ``resident_above`` set (official shapes on CUDA) and bigger inputs, the job goes
+    the resident way instead: summaries and probes, the tensors stay on the device.
+    """
     pin_tf32_off()
+    if _goes_resident(jobdir, job):
+        from pytest_kernelfalcon.resident import run_resident_reference
+
+        return run_resident_reference(jobdir, job)
     cases: list[dict[str, Any]] = []
     discarded: list[dict[str, Any]] = []
     for k, plan in enumerate(job["plans"]):
@@ -219,7 +237,7 @@ def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
         try:
             case = _plan_case(jobdir, k, job)
         except Exception as exc:
-            case = _short(exc)
+            case = short_error(exc)
         if isinstance(case, str):
             discarded.append({"plan": plan["plan"], "error": case})
         else:
@@ -230,7 +248,7 @@ def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     return {"cases": cases, "discarded": discarded}
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     if isinstance(exc, JobError):
         return exc.message
     frames = traceback.extract_tb(exc.__traceback__)
@@ -246,7 +264,7 @@ def run_candidate(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     timings = {"import_s": 0.0, "construct_s": 0.0, "run_s": 0.0}
     body: dict[str, Any] = {"cases": [], "audit": audit.report(), "timings": timings}
     try:
-        entry = _import_entry(jobdir, job, audit, timings)
+        entry = import_entry(jobdir, job, audit, timings)
         for case in job["cases"]:
             body["cases"].append(_candidate_case(entry, case, job, audit, timings))
     except JobError as exc:
@@ -257,19 +275,19 @@ def run_candidate(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _fail(exc: BaseException, category: str, audit: RunAudit) -> JobError:
+def job_error(exc: BaseException, category: str, audit: RunAudit) -> JobError:
     where = audit.candidate_line(exc)
     prefix = f"{where}: " if where else ""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
     return JobError(category, f"{prefix}{type(exc).__name__}: {exc}"[:2000], tb)
 
 
-def _import_entry(jobdir: Path, job: dict[str, Any], audit: RunAudit, timings: dict[str, float]) -> Any:
+def import_entry(jobdir: Path, job: dict[str, Any], audit: RunAudit, timings: dict[str, float]) -> Any:
     start = time.perf_counter()
     try:
         module = exec_file(jobdir / "candidate.py", "kf_candidate")
     except BaseException as exc:
-        raise _fail(exc, "compile_error", audit) from exc
+        raise job_error(exc, "compile_error", audit) from exc
     finally:
         timings["import_s"] = time.perf_counter() - start
     audit.check_integrity("after import")
@@ -298,7 +316,7 @@ def copy_state(model: Any, state: dict[str, Any]) -> dict[str, int]:
     return {"by_name": len(done), "by_order": len(pairs) - len(done), "unmatched": len(mine) - len(pairs)}
 
 
-def _construct(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: RunAudit) -> Any:
+def construct_candidate(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: RunAudit) -> Any:
     import torch
 
     try:
@@ -306,14 +324,14 @@ def _construct(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: Run
         model = entry(*case["init_inputs"]).to(job["device"]).to(torch_dtype(job["dtype"]))
         audit.state_copy = copy_state(model, case["state_dict"])
     except BaseException as exc:
-        raise _fail(exc, classify_error(exc, "runtime_error"), audit) from exc
+        raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
     return model
 
 
 def _candidate_case(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: RunAudit,
                     timings: dict[str, float]) -> dict[str, Any]:
     start = time.perf_counter()
-    model = _construct(entry, case, job, audit)
+    model = construct_candidate(entry, case, job, audit)
     timings["construct_s"] += time.perf_counter() - start
     kept: list[Any] = []
     trials = []
@@ -336,7 +354,7 @@ def _candidate_trial(model: Any, trial: dict[str, Any], job: dict[str, Any], aud
         with torch.no_grad():
             raw = audit.run_forward(model, inputs)
     except BaseException as exc:
-        raise _fail(exc, classify_error(exc, "runtime_error"), audit) from exc
+        raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
     outputs = flatten_outputs(raw)
     host = audit.outputs_to_host(outputs)
     earlier = {storage_ptr(o) for o in kept} - {None}
@@ -357,6 +375,10 @@ def run_mode(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
         return run_reference(jobdir, job)
     if mode == "candidate":
         return run_candidate(jobdir, job)
+    if mode in ("resident", "resident_reference"):
+        from pytest_kernelfalcon import resident
+
+        return resident.run_resident(jobdir, job) if mode == "resident" else resident.run_resident_reference(jobdir, job)
     if mode == "extract":
         from pytest_kernelfalcon.pipeline.extract_child import run_extract_job
 

@@ -208,6 +208,20 @@ class RunAudit:
             self.side_stream = True
         return first
 
+    def check_side_stream(self, outputs: list[Any]) -> None:
+        """On CUDA, compare outputs copied on the device before and after a device-wide sync (no host copy)."""
+        if self.device != "cuda":
+            return
+        import torch
+
+        tensors = [o for o in outputs if isinstance(o, torch.Tensor)]
+        before = [t.detach().clone() for t in tensors]
+        torch.cuda.synchronize()
+        from pytest_kernelfalcon.compare import equal_tensors
+
+        if self.enabled and not all(equal_tensors(b, t) for b, t in zip(before, tensors, strict=True)):
+            self.side_stream = True
+
     def poison(self, outputs: list[Any]) -> None:
         """Overwrite output memory (NaN for floats) so a later trial cannot reuse it unnoticed."""
         import torch

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="base seed (replays a fuzz run)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per child process")
+    p.add_argument("--data-path", choices=("auto", "files", "resident"), default="auto",
+                   help="resident: inputs, reference and comparison stay on the device (official shapes; "
+                        "auto: for official inputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -70,8 +73,11 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     shapes = args.shapes or ("official" if device == "cuda" else "scaled")
     if args.seeds < 1 or args.timeout <= 0:
         raise _UsageError("--seeds must be >= 1 and --timeout > 0")
+    if args.data_path == "resident" and shapes != "official":
+        raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
-                        timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit)
+                        timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,
+                        data_path=args.data_path)
 
 
 def main(argv: list[str] | None = None) -> int:

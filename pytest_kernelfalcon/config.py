@@ -15,6 +15,7 @@ DEVICES = ("auto", "cpu", "cuda")
 SHAPES = ("auto", "official", "scaled", "fuzz")
 DTYPES = ("fp32", "bf16", "fp16")
 EXECUTORS = ("auto", "warm", "cold")
+DATA_PATHS = ("auto", "files", "resident")
 
 # (option name, ini/dest name, type, default, help); types: str, int, float, bool, path
 OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
@@ -42,6 +43,9 @@ OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--falcon-executor", "falcon_executor", "str", "auto",
      "how candidates run: warm (pre-imported workers), cold (a fresh process each); auto: warm on "
      "cpu, cold on cuda"),
+    ("--falcon-data-path", "falcon_data_path", "str", "auto",
+     "how tensors reach the checker: files (host copies), resident (inputs, reference and comparison stay "
+     "on the device; official shapes); auto: resident for official inputs on cuda over 64M elements"),
     ("--falcon-check-timeout", "falcon_check_timeout", "float", 300.0,
      "seconds allowed for one child process of the checker"),
     ("--falcon-report", "falcon_report", "path", None, "write a JSON report (and Markdown) here"),
@@ -76,6 +80,7 @@ class FalconConfig:
     falcon_seed: int | None = None
     falcon_dtype: str = "fp32"
     falcon_executor: str = "auto"
+    falcon_data_path: str = "auto"
     falcon_check_timeout: float = 300.0
     falcon_report: Path | None = None
     falcon_baseline: Path | None = None
@@ -107,6 +112,9 @@ class FalconConfig:
         _choice("--falcon-shapes", self.falcon_shapes, SHAPES)
         _choice("--falcon-dtype", self.falcon_dtype, DTYPES)
         _choice("--falcon-executor", self.falcon_executor, EXECUTORS)
+        _choice("--falcon-data-path", self.falcon_data_path, DATA_PATHS)
+        if self.falcon_data_path == "resident" and self.shapes != "official":
+            _usage("--falcon-data-path resident checks official shapes only (use --falcon-shapes official)")
         for name, value in (("--falcon-workers", self.falcon_workers),
                             ("--falcon-max-rounds", self.falcon_max_rounds),
                             ("--falcon-seeds", self.falcon_seeds)):

@@ -65,13 +65,21 @@ class Executor(Protocol):
         ...
 
 
+def shared_compile_cache() -> str:
+    """Return the shared Triton cache folder; sticky and world-writable so each job uid can make its own below."""
+    path = os.path.join(tempfile.gettempdir(), "kernelfalcon-triton-cache")
+    os.makedirs(path, exist_ok=True)
+    with contextlib.suppress(OSError):  # not ours: whoever made it decided
+        os.chmod(path, 0o1777)
+    return path
+
+
 def scrubbed_env(base: dict[str, str], job: Job) -> dict[str, str]:
     """Return the child's environment: secrets dropped, HOME in the job dir, GPU pinned."""
     env = {k: v for k, v in base.items() if not any(m in k.upper() for m in SECRET_MARKERS)}
     env["HOME"] = str(job.workdir)
     # one compile cache for all candidates (HOME moved, so Triton's default would recompile every job)
-    env["TRITON_CACHE_DIR"] = base.get("TRITON_CACHE_DIR") or os.path.join(
-        tempfile.gettempdir(), "kernelfalcon-triton-cache")
+    env["TRITON_CACHE_DIR"] = base.get("TRITON_CACHE_DIR") or shared_compile_cache()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"

@@ -308,6 +308,13 @@ def drop_to(uid: int) -> None:
         raise IsolationError(f"still uid {os.geteuid()} after switching to {uid}")
 
 
+def own_compile_cache(uid: int) -> None:
+    """Give this job uid a Triton cache of its own under the shared one (no uid writes into another's)."""
+    base = os.environ.get("TRITON_CACHE_DIR")
+    if base:
+        os.environ["TRITON_CACHE_DIR"] = os.path.join(base, f"uid-{uid}")
+
+
 def enter(policy: IsolationPolicy, workdir: Path | None, uid: int | None, timeout_s: float,
           parent_death: bool = True) -> IsolationReport:
     """Isolate this process before untrusted code runs; raise ``IsolationError`` if the uid switch fails.
@@ -330,6 +337,7 @@ def enter(policy: IsolationPolicy, workdir: Path | None, uid: int | None, timeou
                 give_to(workdir, uid)
             applied.extend(f"exposed {p}" for p in expose_for(uid, workdir))
             drop_to(uid)
+            own_compile_cache(uid)
         except OSError as exc:
             raise IsolationError(f"cannot switch to uid {uid}: {exc}") from exc
         applied.append(f"uid {uid}")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.compare import identical, numeric_mismatch, shape_mismatch, tolerance_for
+from pytest_kernelfalcon.compare import tolerance_for, trial_facts
 from pytest_kernelfalcon.executor import JobResult
 from pytest_kernelfalcon.verdict import Category, Tolerance, Verdict
 
@@ -95,52 +95,76 @@ def _pairs(reference: Reference, report: dict[str, Any]) -> list[tuple[dict[str,
     return pairs
 
 
-def _reuse_of_values(pairs: Sequence[Any], index: int, tol: Tolerance) -> str | None:
+def files_facts(reference: Reference, report: dict[str, Any], tol: Tolerance) -> list[dict[str, Any]]:
+    """Return the per-trial facts of a candidate whose outputs came back in ``result.pt`` (host tensors)."""
+    facts = []
+    for plan, trial, got in _pairs(reference, report):
+        found = trial_facts(trial["outputs"], got["outputs"], tol, bool(trial.get("strong")))
+        found.update(seed=trial["seed"], context=_context(trial, plan), aliases=list(got["aliases"]),
+                     ref_aliases=list(trial["aliases"]), reused=list(got.get("reused") or []),
+                     mutated=[x is not None for x in got["inputs_after"]],
+                     ref_mutated=[x is not None for x in trial["inputs_after"]])
+        facts.append(found)
+    return facts
+
+
+def _replayed(facts: Sequence[dict[str, Any]], index: int) -> str | None:
     """Explain a wrong output as a replay: it equals another trial's output that was right for that trial."""
-    _, trial, got = pairs[index]
-    for j, (_, other, other_got) in enumerate(pairs):
-        if j == index or not identical(got["outputs"], other_got["outputs"]):
-            continue
-        right_there = numeric_mismatch(other["outputs"], other_got["outputs"], tol, relative=True) is None
-        if right_there and not identical(trial["outputs"], other["outputs"]):
-            return f"seed {trial['seed']} returned exactly the output of seed {other['seed']} although inputs differ"
+    mine = facts[index]
+    for j, other in enumerate(facts):
+        if j != index and other["digest"] == mine["digest"] and other["right_relative"] \
+                and other["ref_digest"] != mine["ref_digest"]:
+            return f"seed {mine['seed']} returned exactly the output of seed {other['seed']} although inputs differ"
     return None
 
 
-def _numeric(pairs: Sequence[Any], tol: Tolerance, audit: bool) -> Judgement | None:
-    for i, (plan, trial, got) in enumerate(pairs):
-        mismatch = numeric_mismatch(trial["outputs"], got["outputs"], tol, relative=bool(trial.get("strong")))
-        if mismatch is None:
+def _numeric(facts: Sequence[dict[str, Any]], audit: bool) -> Judgement | None:
+    for i, found in enumerate(facts):
+        if found["numeric"] is None:
             continue
-        reuse = _reuse_of_values(pairs, i, tol) if audit else None
+        reuse = _replayed(facts, i) if audit else None
         if reuse:
             return Category.RESULT_REUSE, reuse
-        return Category.NUMERIC_MISMATCH, f"{_context(trial, plan)}: {mismatch.detail}"
+        return Category.NUMERIC_MISMATCH, f"{found['context']}: {found['numeric']}"
     return None
 
 
-def _mutated(pairs: Sequence[Any], index: int) -> bool:
-    return any(got["inputs_after"][index] is not None and trial["inputs_after"][index] is None
-               for _, trial, got in pairs)
+def _mutated(facts: Sequence[dict[str, Any]], index: int) -> bool:
+    return any(f["mutated"][index] and not f["ref_mutated"][index] for f in facts)
 
 
-def _aliasing(pairs: Sequence[Any]) -> Judgement | None:
-    for plan, trial, got in pairs:
-        for i, (mine, theirs) in enumerate(zip(got["aliases"], trial["aliases"], strict=False)):
+def _aliasing(facts: Sequence[dict[str, Any]]) -> Judgement | None:
+    for found in facts:
+        for i, (mine, theirs) in enumerate(zip(found["aliases"], found["ref_aliases"], strict=False)):
             if mine < 0 or mine == theirs:
                 continue
-            if _mutated(pairs, mine):  # in any trial: in-place results may equal the input on some
-                return Category.INPUT_MUTATION, f"{_context(trial, plan)}: output {i} was written into input {mine}"
-            return Category.RESULT_REUSE, f"{_context(trial, plan)}: output {i} is input {mine} itself (the reference returns new memory)"
+            if _mutated(facts, mine):  # in any trial: in-place results may equal the input on some
+                return Category.INPUT_MUTATION, f"{found['context']}: output {i} was written into input {mine}"
+            return Category.RESULT_REUSE, f"{found['context']}: output {i} is input {mine} itself (the reference returns new memory)"
     return None
 
 
-def _mutation(pairs: Sequence[Any]) -> Judgement | None:
-    for plan, trial, got in pairs:
-        for j, (mine, theirs) in enumerate(zip(got["inputs_after"], trial["inputs_after"], strict=False)):
-            if mine is not None and theirs is None:
-                return Category.INPUT_MUTATION, f"{_context(trial, plan)}: forward changed input {j}; the reference leaves it unchanged"
+def _mutation(facts: Sequence[dict[str, Any]]) -> Judgement | None:
+    for found in facts:
+        for j, (mine, theirs) in enumerate(zip(found["mutated"], found["ref_mutated"], strict=False)):
+            if mine and not theirs:
+                return Category.INPUT_MUTATION, f"{found['context']}: forward changed input {j}; the reference leaves it unchanged"
     return None
+
+
+def judge_facts(facts: Sequence[dict[str, Any]], audit: bool) -> Judgement | None:
+    """Return the first failing judgement over per-trial facts (shape, reuse, numerics, aliasing, mutation)."""
+    for found in facts:
+        if found["shape"]:
+            return Category.SHAPE_MISMATCH, f"{found['context']}: {found['shape']}"
+    if audit:
+        for found in facts:
+            if found["reused"]:
+                return Category.RESULT_REUSE, f"{found['context']}: output {found['reused'][0]} is the memory of an earlier trial's output"
+    found_numeric = _numeric(facts, audit)
+    if found_numeric or not audit:
+        return found_numeric
+    return _aliasing(facts) or _mutation(facts)
 
 
 def _judge(reference: Reference, report: dict[str, Any], tol: Tolerance, audit: bool) -> Judgement:
@@ -148,19 +172,11 @@ def _judge(reference: Reference, report: dict[str, Any], tol: Tolerance, audit: 
         found = _audit_judgement(report["audit"])
         if found:
             return found
-    pairs = _pairs(reference, report)
-    for plan, trial, got in pairs:
-        mismatch = shape_mismatch(trial["outputs"], got["outputs"])
-        if mismatch:
-            return Category.SHAPE_MISMATCH, f"{_context(trial, plan)}: {mismatch.detail}"
-    if audit:
-        for plan, trial, got in pairs:
-            if got.get("reused"):
-                return Category.RESULT_REUSE, f"{_context(trial, plan)}: output {got['reused'][0]} is the memory of an earlier trial's output"
-    found = _numeric(pairs, tol, audit) or (_aliasing(pairs) or _mutation(pairs) if audit else None)
-    if found:
-        return found
-    return None, f"passed {len(pairs)} trial(s) on {len(reference.cases)} shape plan(s) at {tol.policy}"
+    facts = report["facts"] if "facts" in report else files_facts(reference, report, tol)
+    if len(facts) != reference.trial_count:
+        raise ValueError(f"{len(facts)} trial results for {reference.trial_count} trials")
+    return judge_facts(facts, audit) or (
+        None, f"passed {len(facts)} trial(s) on {len(reference.cases)} shape plan(s) at {tol.policy}")
 
 
 def _verdict_extra(reference: Reference, result: JobResult, options: CheckOptions, device: str) -> dict[str, Any]:

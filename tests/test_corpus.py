@@ -5,7 +5,9 @@ Each entry of ``tests/corpus/expected.json`` names a candidate file, its task
 ``corpus:tasks/foo.py`` stored here), the expected verdict (``pass`` or a
 category) and the devices where that expectation applies. Runs at ``scaled``
 shapes by default; ``FALCON_CORPUS_SHAPES=official`` (on the GPU machine) runs
-the same corpus at the tasks' own sizes. One ``Checker`` per task and module, so
+the same corpus at the tasks' own sizes (through the resident data path there;
+``FALCON_CORPUS_DATA_PATH=files|resident`` picks one; ``FALCON_CORPUS_EXECUTOR=warm``
+shares one warm worker). One ``Checker`` per task and module, so
 the reference runs once per task (``--dist loadgroup`` keeps a task on one worker).
 An entry may record a known checker gap per device (``xfail``): the test is then a
 strict xfail, so it turns red the moment the checker is fixed and the note can go.
@@ -98,6 +100,16 @@ def corpus_shapes() -> str:
     return shapes
 
 
+def corpus_data_path() -> str:
+    """Return the checker's data path for this run (``FALCON_CORPUS_DATA_PATH``, default ``auto``)."""
+    from pytest_kernelfalcon.checker import DATA_PATHS
+
+    path = os.environ.get("FALCON_CORPUS_DATA_PATH", "auto")
+    if path not in DATA_PATHS:
+        raise pytest.UsageError(f"FALCON_CORPUS_DATA_PATH={path!r}; expected one of {', '.join(DATA_PATHS)}")
+    return path
+
+
 def _params() -> Iterator[Any]:
     for entry in load_entries():
         yield pytest.param(entry, id=entry.key, marks=pytest.mark.xdist_group(entry.task_group))
@@ -110,16 +122,24 @@ def checker_for() -> Iterator[Callable[[str, float], Any]]:
 
     made: dict[tuple[str, float], Checker] = {}
     shapes = corpus_shapes()
+    executor = None
+    if os.environ.get("FALCON_CORPUS_EXECUTOR") == "warm":  # one warm worker for the whole module
+        from pytest_kernelfalcon.checker import resolve_device
+        from pytest_kernelfalcon.warm import WarmExecutor
+
+        executor = WarmExecutor(pool_size=1, device=resolve_device("auto"))
 
     def get(task: str, timeout_s: float) -> Checker:
         if (task, timeout_s) not in made:
-            options = CheckOptions(device="auto", shapes=shapes, timeout_s=timeout_s)
-            made[(task, timeout_s)] = Checker(options)
+            options = CheckOptions(device="auto", shapes=shapes, timeout_s=timeout_s, data_path=corpus_data_path())
+            made[(task, timeout_s)] = Checker(options, executor)
         return made[(task, timeout_s)]
 
     yield get
     for checker in made.values():
         checker.close()
+    if executor is not None:
+        executor.close()
 
 
 def task_path(entry: Entry, request: pytest.FixtureRequest) -> Path:

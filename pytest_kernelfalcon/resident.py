@@ -1,0 +1,341 @@
+"""The resident data path: inputs, reference outputs and the comparison stay on the device.
+
+Used for official shapes on CUDA, where a task's tensors are gigabytes (level1/19_ReLU:
+6.4 GB per input) and shipping them through files is what made a check take minutes.
+Both modes run inside an executor job process, as trusted code only (the candidate is
+never imported here):
+
+* ``resident_reference``: draw each trial's inputs on the device from its seed, run the
+  reference, check it is finite, track the low-signal probes on the device, and return a
+  summary without tensors (seeds, shapes, aliasing, mutation, probes).
+* ``resident``: the **comparer**. It loads the task copies and builds the reference, then
+  starts the candidate's process (``resident_candidate``) as the same uid with a pair of
+  private pipes, and makes itself non-dumpable (the candidate can neither ptrace nor read
+  it). Per trial it draws the same inputs, checks the candidate was given exactly those,
+  computes the reference, opens the candidate's outputs by CUDA IPC (same uid: across uids
+  the driver refuses the mapping) and reduces them to the judge's per-trial facts
+  (``compare.trial_facts``) on the device. Only facts go back to the parent.
+
+The reference outputs live on the device for the length of one candidate job (computed
+trial by trial: a task's official outputs for all trials do not fit beside a candidate's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pytest_kernelfalcon import handoff
+from pytest_kernelfalcon.child import (
+    JobError,
+    aliases,
+    build_reference,
+    draw_inputs,
+    exec_file,
+    pin_tf32_off,
+    short_error,
+    to_host,
+    torch_dtype,
+)
+from pytest_kernelfalcon.compare import equal_tensors
+
+TAIL_CHARS = 600
+EXIT_WAIT_S = 5.0
+
+
+def _equal(a: Any, b: Any) -> bool:
+    import torch
+
+    if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+        return False
+    if not isinstance(a, torch.Tensor):
+        return bool(a == b)
+    return equal_tensors(a, b)
+
+
+def reference_outputs(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[int], list[bool]]:
+    """Run the reference on clones of ``inputs``: (outputs, aliasing, which inputs forward changed)."""
+    import torch
+
+    from pytest_kernelfalcon.compare import all_finite, flatten_outputs
+
+    clones = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        outputs = flatten_outputs(model(*clones))
+    if not all_finite([o for o in outputs if not isinstance(o, str)]):
+        raise JobError("reference_error", f"reference output has NaN/inf for seed {seed}")
+    return outputs, aliases(outputs, clones), [not _equal(c, x) for c, x in zip(clones, inputs, strict=True)]
+
+
+def _shapes(values: list[Any]) -> list[Any]:
+    return [list(v.shape) if hasattr(v, "shape") else v for v in values]
+
+
+def _summary(seed: int, strong: bool, inputs: list[Any], outputs: list[Any], al: list[int],
+             mutated: list[bool]) -> dict[str, Any]:
+    return {"seed": seed, "strong": strong, "input_shapes": _shapes(inputs), "output_shapes": _shapes(outputs),
+            "aliases": al, "mutated": mutated}
+
+
+def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Reference mode of the resident path (one official plan): summaries and probes, no tensors."""
+    from pytest_kernelfalcon.compare import ProbeTracker, tolerance_for
+
+    pin_tf32_off()
+    entry = job["plans"][0]
+    try:
+        task = exec_file(jobdir / entry["file"], "kf_task_0")
+        model, init_inputs = build_reference(task, job)
+        dtype, tracker = torch_dtype(job["dtype"]), ProbeTracker(tolerance_for(job["dtype"]))
+        trials = []
+        for seed in job["seeds"]:
+            inputs = draw_inputs(task.get_inputs, seed, job["device"], dtype, tuple(entry["transform"]))
+            outputs, al, mutated = reference_outputs(model, inputs, seed)
+            tracker.add(inputs, outputs)
+            trials.append(_summary(seed, False, inputs, outputs, al, mutated))
+            del inputs, outputs
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError("reference_error", f"reference failed on the official shapes: {short_error(exc)}") from exc
+    tracker.previous = None
+    plan, strong = entry["plan"], []
+    try:
+        for seed in job["strong_seeds"]:
+            inputs = draw_inputs(task.get_inputs, seed, job["device"], dtype, tuple(job["strong"]))
+            outputs, al, mutated = reference_outputs(model, inputs, seed)
+            strong.append(_summary(seed, True, inputs, outputs, al, mutated))
+            del inputs, outputs
+    except Exception as exc:  # strengthened inputs outside the task's domain: skip them
+        plan, strong = {**plan, "strong_error": short_error(exc)}, []
+    case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
+            "init_inputs": [to_host(x) for x in init_inputs], "trials": trials, "strong_trials": strong}
+    return {"cases": [case], "discarded": [], "probes": tracker.found()}
+
+
+class Shell:
+    """The candidate's process, seen from the comparer: start, messages, deadline, how it ended."""
+
+    def __init__(self, jobdir: Path, deadline: float) -> None:
+        self.jobdir, self.deadline, self.start = jobdir, deadline, time.monotonic()
+        to_shell_r, self.to_shell = os.pipe()
+        self.from_shell, from_shell_w = os.pipe()
+        self.log = jobdir / "candidate.log"
+        # a job uid has no passwd entry; torch asks for a user name (getpass) on some imports
+        env = {**os.environ, "USER": os.environ.get("USER") or f"kf{os.getuid()}"}
+        env["LOGNAME"] = env["USER"]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest_kernelfalcon.resident_candidate", str(jobdir),
+                 str(to_shell_r), str(from_shell_w)],
+                pass_fds=(to_shell_r, from_shell_w), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=jobdir, env=env)  # our process group: killed with us
+        os.close(to_shell_r)
+        os.close(from_shell_w)
+
+    def recv(self) -> dict[str, Any]:
+        """The next message from the candidate's process."""
+        return handoff.recv(self.from_shell, self.deadline)
+
+    def ack(self) -> None:
+        """Tell the candidate's process the comparer is done with what it showed."""
+        handoff.send(self.to_shell, {"type": "ack"})
+
+    def failure(self, exc: handoff.HandoffError) -> dict[str, str]:
+        """Return the job error for a candidate process that stopped talking (ended, hung, or broke the protocol)."""
+        if time.monotonic() >= self.deadline:
+            self.kill()
+            return {"category": "timeout", "message": f"candidate killed after {self.elapsed():.1f}s (time limit)"}
+        try:
+            code = self.proc.wait(EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return {"category": "crash", "message": f"candidate broke the handoff protocol: {exc}; {self.tail()}"}
+        if code < 0:
+            how = f"candidate process killed by {_signal_name(-code)}"
+        else:
+            how = f"candidate process exited with code {code} before finishing ({exc})"
+        return {"category": "timeout" if code == -signal.SIGXCPU else "crash", "message": f"{how}; {self.tail()}"}
+
+    def elapsed(self) -> float:
+        """Seconds since the candidate's process started."""
+        return time.monotonic() - self.start
+
+    def tail(self) -> str:
+        """The end of the candidate's stdout/stderr."""
+        try:
+            text = self.log.read_bytes()[-TAIL_CHARS:].decode(errors="replace").strip()
+        except OSError:
+            return "no output"
+        return f"output tail: {text}" if text else "no output"
+
+    def kill(self) -> None:
+        """Kill the candidate's whole process group and reap it."""
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def close(self) -> None:
+        """Let the candidate's process exit (or kill it), close the pipes."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(EXIT_WAIT_S)
+        self.kill()
+        for fd in (self.to_shell, self.from_shell):
+            os.close(fd)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(code).name
+    except ValueError:
+        return f"signal {code}"
+
+
+def _expect(message: dict[str, Any], kind: str, seed: int, count: int | None = None) -> None:
+    if message.get("type") != kind or message.get("seed") != seed:
+        raise handoff.HandoffError(f"expected {kind} of seed {seed}, got {str(message)[:120]}")
+    if count is not None and (not isinstance(message.get("inputs"), list) or len(message["inputs"]) != count):
+        raise handoff.HandoffError(f"expected {count} input descriptor(s)")
+
+
+def _ints(values: Any, count: int) -> list[int]:
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise handoff.HandoffError(f"bad index list: {str(values)[:80]}")
+    return list(values)[:count]
+
+
+class Comparer:
+    """Serves one candidate job: per trial, checks the inputs, computes the reference, reduces to facts."""
+
+    def __init__(self, jobdir: Path, job: dict[str, Any]) -> None:
+        from pytest_kernelfalcon.compare import tolerance_for
+
+        self.job, self.device = job, job["device"]
+        self.tol, self.dtype = tolerance_for(job["dtype"]), torch_dtype(job["dtype"])
+        self.tamper: list[str] = []
+        self.cases = []
+        for k, case in enumerate(job["cases"]):
+            task = exec_file(jobdir / case["file"], f"kf_task_{k}")
+            model, _ = build_reference(task, {**job, "construct_seed": case["construct_seed"]})
+            self.cases.append((task.get_inputs, model, case))
+        self.trials = sum(len(case["trials"]) for case in job["cases"])
+
+    def serve(self, shell: Shell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Run every trial with the candidate's process; return (facts, its ``done`` message)."""
+        facts: list[dict[str, Any]] = []
+        for get_inputs, model, case in self.cases:
+            for trial in case["trials"]:
+                message = shell.recv()
+                if message.get("type") == "done":
+                    return facts, message
+                found = self._trial(shell, message, get_inputs, model, case, trial)
+                if found.get("type") == "done":  # the candidate stopped (its error) after showing inputs
+                    return facts, found
+                facts.append(found)
+        return facts, shell.recv()
+
+    def _trial(self, shell: Shell, message: dict[str, Any], get_inputs: Any, model: Any, case: dict[str, Any],
+               trial: dict[str, Any]) -> dict[str, Any]:
+        from pytest_kernelfalcon.compare import trial_facts
+
+        seed = trial["seed"]
+        mine = draw_inputs(get_inputs, seed, self.device, self.dtype, tuple(trial["transform"]))
+        _expect(message, "inputs", seed, len(mine))
+        shown = [handoff.open_value(d, self.device) for d in message["inputs"]]
+        if not all(_equal(a, b) for a, b in zip(shown, mine, strict=True)):
+            self.tamper.append(f"seed {seed}: forward was given inputs that differ from the checker's draw")
+        del shown
+        shell.ack()
+        ref, ref_aliases, ref_mutated = reference_outputs(model, mine, seed)
+        message = shell.recv()
+        if message.get("type") == "done":
+            return message
+        _expect(message, "outputs", seed, len(mine))
+        if not isinstance(message.get("outputs"), list):
+            raise handoff.HandoffError("bad outputs list")
+        got = [self._on_device(handoff.open_value(d, self.device)) for d in message["outputs"]]
+        after = [handoff.open_value(d, self.device) for d in message["inputs"]]
+        found = trial_facts(ref, got, self.tol, bool(trial["strong"]))
+        found.update(seed=seed, context=self._context(trial, case, mine), ref_aliases=ref_aliases,
+                     aliases=_ints(message.get("aliases"), len(got)), reused=_ints(message.get("reused"), len(got)),
+                     mutated=[not _equal(self._on_device(a), x) for a, x in zip(after, mine, strict=True)],
+                     ref_mutated=ref_mutated)
+        del got, after
+        self._sync()
+        shell.ack()
+        return found
+
+    def _on_device(self, value: Any) -> Any:
+        return value.to(self.device) if hasattr(value, "to") and not isinstance(value, str) else value
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    @staticmethod
+    def _context(trial: dict[str, Any], case: dict[str, Any], inputs: list[Any]) -> str:
+        strong = ", strengthened inputs" if trial["strong"] else ""
+        sizes = case["plan"].get("overrides") or "official"
+        return f"seed {trial['seed']}{strong}, sizes {sizes}, input shapes {_shapes(inputs)}"
+
+
+def _shell_job(job: dict[str, Any]) -> dict[str, Any]:
+    keep = ("entry", "device", "dtype", "audit", "poison")
+    return {"version": 1, "mode": "shell", **{k: job[k] for k in keep},
+            "cases": [{"file": c["file"], "construct_seed": c["construct_seed"], "trials": c["trials"]}
+                      for c in job["cases"]]}
+
+
+def _done_report(done: dict[str, Any]) -> dict[str, Any]:
+    audit, timings, error = done.get("audit"), done.get("timings"), done.get("error")
+    if not isinstance(audit, dict) or not isinstance(timings, dict) or not (error is None or isinstance(error, dict)):
+        raise handoff.HandoffError("malformed done message")
+    try:
+        times = {str(k): float(v) for k, v in timings.items()}
+    except (TypeError, ValueError) as exc:
+        raise handoff.HandoffError(f"malformed timings: {exc}") from exc
+    return {"audit": audit, "timings": times, "error": error}
+
+
+def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Comparer mode: serve one candidate job and return its facts, audit and timings (no tensors)."""
+    import torch
+
+    from pytest_kernelfalcon import isolation
+
+    pin_tf32_off()
+    deadline = time.monotonic() + float(job["timeout_s"])
+    try:
+        comparer = Comparer(jobdir, job)
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError("reference_error", f"reference failed in the comparer: {short_error(exc)}") from exc
+    torch.save(_shell_job(job), jobdir / "shell.pt")
+    isolation.protect_process()
+    shell = Shell(jobdir, deadline)
+    try:
+        facts, done = comparer.serve(shell)
+        if done.get("type") != "done":
+            raise handoff.HandoffError(f"expected done, got {str(done)[:120]}")
+        if done.get("error") is None and len(facts) != comparer.trials:
+            raise handoff.HandoffError(f"done after {len(facts)} of {comparer.trials} trials, without an error")
+        report = _done_report(done)
+    except handoff.HandoffError as exc:
+        report = {"audit": {}, "timings": {}, "error": shell.failure(exc)}
+        facts = []
+    finally:
+        shell.close()
+    report["audit"] = {**report["audit"], "tamper": list(report["audit"].get("tamper", [])) + comparer.tamper}
+    report["timings"]["shell_s"] = shell.elapsed()
+    return {"facts": facts, **report}
