@@ -13,6 +13,11 @@ from typing import Any
 from pytest_kernelfalcon.verdict import Tolerance
 
 CHUNK = 1 << 22
+DEVICE_CHUNK = 1 << 25  # on a GPU: fewer, bigger chunks (each costs a few host syncs), ~1.5 GB of temporaries
+
+
+def _chunk_for(value: Any) -> int:
+    return DEVICE_CHUNK if getattr(value, "is_cuda", False) else CHUNK
 _TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
 
 
@@ -120,8 +125,9 @@ def error_stats(ref: Any, cand: Any, tol: Tolerance) -> ErrorStats:
     """Return the error summary of ``cand`` against ``ref`` (same numel) under ``tol``, chunk by chunk."""
     r, c = _as_flat64(ref), _as_flat64(cand)
     bad, first, max_abs, max_rel, max_ref, nonfinite = 0, None, 0.0, 0.0, 0.0, 0
-    for start in range(0, max(r.numel(), 1), CHUNK):
-        nb, fb, ma, mr, mx, nf = _chunk_stats(r[start : start + CHUNK], c[start : start + CHUNK], tol)
+    step = _chunk_for(r)
+    for start in range(0, max(r.numel(), 1), step):
+        nb, fb, ma, mr, mx, nf = _chunk_stats(r[start : start + step], c[start : start + step], tol)
         if first is None and fb is not None:
             first = start + fb
         bad, nonfinite = bad + nb, nonfinite + nf
@@ -201,8 +207,9 @@ def equal_tensors(a: Any, b: Any) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
         return False
     x, y = a.detach().reshape(-1), b.detach().reshape(-1)
-    for start in range(0, x.numel(), CHUNK):
-        if not torch.equal(x[start : start + CHUNK].nan_to_num(), y[start : start + CHUNK].nan_to_num()):
+    step = _chunk_for(x)
+    for start in range(0, x.numel(), step):
+        if not torch.equal(x[start : start + step].nan_to_num(), y[start : start + step].nan_to_num()):
             return False
     return True
 

@@ -160,7 +160,9 @@ def open_value(desc: Any, device: str) -> Any:
         if _span(shape, stride, offset) * itemsize > storage.nbytes():
             raise HandoffError("view exceeds its storage")
         return torch.empty(0, dtype=dtype, device="cuda").set_(storage, offset, shape, stride)
-    raw = bytearray(_decode(desc.get("storage")))
+    if not isinstance(desc.get("storage"), str):
+        raise HandoffError("bad CPU storage descriptor")
+    raw = bytearray(_decode(desc["storage"]))
     if len(raw) % itemsize or _span(shape, stride, offset) * itemsize > len(raw):
         raise HandoffError("view exceeds its storage")
     base = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
