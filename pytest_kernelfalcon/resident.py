@@ -117,7 +117,22 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
         plan, strong = {**plan, "strong_error": short_error(exc)}, []
     case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
             "init_inputs": [to_host(x) for x in init_inputs], "trials": trials, "strong_trials": strong}
-    return {"cases": [case], "discarded": [], "probes": tracker.found()}
+    probes = tracker.found()
+    del model, tracker
+    release_device_memory(job["device"])
+    return {"cases": [case], "discarded": [], "probes": probes}
+
+
+def release_device_memory(device: str) -> None:
+    """Hand cached device memory back before reporting, so the next job on this GPU finds it free."""
+    if device == "cuda":
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 class Shell:
@@ -336,6 +351,8 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
         facts = []
     finally:
         shell.close()
+    comparer.cases.clear()
+    release_device_memory(job["device"])
     report["audit"] = {**report["audit"], "tamper": list(report["audit"].get("tamper", [])) + comparer.tamper}
     report["timings"]["shell_s"] = shell.elapsed()
     return {"facts": facts, **report}
