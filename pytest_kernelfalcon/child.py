@@ -416,22 +416,32 @@ def _isolate(args: list[str], jobdir: Path, timeout: float) -> None:
     isolation.enter(policy, jobdir, None if raw_uid == "None" else int(raw_uid), timeout)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the child process; never returns (exits through ``os._exit``)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 600.0
-    nonce = sys.stdin.readline().strip()
-    set_limits(timeout)
+def run_then_exit(body: Any) -> None:
+    """Run ``body()`` and leave through ``os._exit`` (0, or 3 after printing the traceback): no atexit hooks."""
     code = 0
     try:
-        _isolate(args, Path(args[0]).resolve(), timeout)
-        run_job(Path(args[0]).resolve(), nonce)
+        body()
     except BaseException:
         traceback.print_exc()
         code = 3
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the child process; never returns (exits through ``os._exit``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 600.0
+    nonce = sys.stdin.readline().strip()
+    set_limits(timeout)
+    jobdir = Path(args[0]).resolve()
+
+    def body() -> None:
+        _isolate(args, jobdir, timeout)
+        run_job(jobdir, nonce)
+
+    run_then_exit(body)
 
 
 if __name__ == "__main__":

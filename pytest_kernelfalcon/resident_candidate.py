@@ -12,10 +12,8 @@ until the comparer is done with them. Nothing here compares: the comparer does.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from pytest_kernelfalcon.child import (
     import_entry,
     job_error,
     pin_tf32_off,
+    run_then_exit,
     storage_ptr,
     torch_dtype,
 )
@@ -124,15 +123,7 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; never returns (``os._exit``: no atexit hooks of loaded code)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    code = 0
-    try:
-        run_shell(Path(args[0]).resolve(), (int(args[1]), int(args[2])))
-    except BaseException:
-        traceback.print_exc()
-        code = 3
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    run_then_exit(lambda: run_shell(Path(args[0]).resolve(), (int(args[1]), int(args[2]))))
 
 
 if __name__ == "__main__":

@@ -115,35 +115,11 @@ def test_candidate_gets_expected_verdict_resident(entry: Entry, resident_checker
 
 # -- adversarial candidates aimed at the handoff channel ------------------------------------------
 
-KERNEL = '''
-import torch
-import torch.nn as nn
-import triton
-import triton.language as tl
-
-
-@triton.jit
-def axpy_kernel(x_ptr, y_ptr, out_ptr, n, alpha, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-    y = tl.load(y_ptr + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, x + alpha * y, mask=mask)
-
-
-class ModelNew(nn.Module):
-    def __init__(self, alpha: float):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        y = y.contiguous()
-        out = torch.empty_like(x)
-        n = out.numel()
-        axpy_kernel[(triton.cdiv(n, 512),)](x, y, out, n, self.alpha, BLOCK=512)
-{after_kernel}        return out
-'''
+def kernel_source(after_kernel: str = "") -> str:
+    """The corpus's correct scaled-add candidate, with ``after_kernel`` run just before forward returns."""
+    source = (CORPUS / "own_scaled_add" / "correct.py").read_text()
+    assert source.count("        return out\n") == 1
+    return source.replace("        return out\n", after_kernel + "        return out\n")
 
 FORGED_DONE = '''
 import json
@@ -220,7 +196,7 @@ class ModelNew(nn.Module):
 
 
 def write_candidate(path: Path, preamble: str = "", after_kernel: str = "", imports: str = "") -> Path:
-    source = textwrap.dedent(preamble) + imports + KERNEL.replace("{after_kernel}", after_kernel)
+    source = textwrap.dedent(preamble) + imports + kernel_source(after_kernel)
     path.write_text(source)
     return path
 
