@@ -85,6 +85,16 @@ def test_cli_json_pass(relu_task: Path, candidate: Make, capsys: pytest.CaptureF
     assert data["tolerance"]["policy"] == "kernelbench-fp32"
 
 
+def test_cli_json_pass_on_the_resident_path(relu_task: Path, candidate: Make,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = candidate(CORRECT_FORWARD)
+    code = main([str(relu_task), str(path), "--device", "cpu", "--shapes", "official", "--seeds", "2",
+                 "--data-path", "resident", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["passed"] is True, data["detail"]
+    assert "candidate_shell_s" in data["timings"]  # judged by the comparer, not from result.pt tensors
+
+
 def test_cli_rejection_exits_1_with_summary(relu_task: Path, candidate: Make,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = candidate("torch.allclose = None\n" + CORRECT_FORWARD)
@@ -98,4 +108,6 @@ def test_cli_usage_errors_exit_2(relu_task: Path, tmp_path: Path, capsys: pytest
     assert main([str(relu_task), str(relu_task), "--dtype", "fp64"]) == 2
     assert main([str(relu_task), str(tmp_path / "missing.py")]) == 2
     assert main([str(relu_task), str(relu_task), "--seeds", "0"]) == 2
+    assert main([str(relu_task), str(relu_task), "--device", "cpu", "--shapes", "scaled",
+                 "--data-path", "resident"]) == 2
     assert "cannot read" in capsys.readouterr().err

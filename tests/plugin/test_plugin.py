@@ -155,6 +155,8 @@ def test_shards_split_the_tasks(layout: pytest.Pytester) -> None:
     ("--falcon-shard", "3/2", "*--falcon-shard*"),
     ("--falcon-shapes", "huge", "*--falcon-shapes must be one of*"),
     ("--falcon-seeds", "0", "*--falcon-seeds must be at least 1*"),
+    ("--falcon-data-path", "disk", "*--falcon-data-path must be one of*"),
+    ("--falcon-data-path", "resident", "*resident checks official shapes only*"),
     ("--falcon-candidates", "nowhere", "*is not a directory*"),
     ("--falcon-provider", "anthropic", "*ANTHROPIC_API_KEY*"),
 ])
