@@ -319,14 +319,24 @@ def write_plot(path: Path, report: Mapping[str, Any]) -> Path | None:
 
 
 def _plot_speed(axis: Any, levels: list[str], report: Mapping[str, Any]) -> None:
-    """Draw grouped geomean speed-up bars (eager, compile) per level on ``axis``."""
-    width = 0.4
+    """Draw grouped geomean speed-up bars (eager, compile) per level on ``axis``, each from 1x to its value."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    width, shown = 0.4, [1.0]
     for shift, baseline in enumerate(BASELINES):
-        values = [((report["levels"][lv].get("speed") or {}).get(baseline) or {}).get("geomean_speedup") or 0.0
+        values = [((report["levels"][lv].get("speed") or {}).get(baseline) or {}).get("geomean_speedup")
                   for lv in levels]
-        axis.bar([i + shift * width for i in range(len(levels))], values, width, label=f"vs {baseline}")
+        xs = [i + shift * width for i, v in enumerate(values) if v]
+        ys = [float(v) for v in values if v]
+        bars = axis.bar(xs, [y - 1.0 for y in ys], width, bottom=1.0, label=f"vs {baseline}")
+        axis.bar_label(bars, labels=[f"{y:.2f}x" for y in ys], fontsize=8)
+        shown += ys
     axis.axhline(1.0, color="grey", linewidth=1)
-    axis.set_yscale("log")  # speed-ups are ratios
+    axis.set_yscale("log")  # speed-ups are ratios: 0.5x and 2x sit equally far from 1x
+    span = max(max(shown), 1 / min(shown)) * 1.3
+    axis.set_ylim(1 / span, span)
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
     axis.set_xticks([i + width / 2 for i in range(len(levels))], levels)
-    axis.set(title="geomean speed-up per level (passed, timed tasks)", ylabel="x")
+    axis.set(title="geomean speed-up per level (passed, timed tasks)", ylabel="speed-up")
     axis.legend()
