@@ -138,24 +138,32 @@ def inputs_after(before: list[Any], after: list[Any]) -> list[Any]:
     return out
 
 
-def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
-                    transform: tuple[float, ...], strong: bool = False) -> dict[str, Any]:
-    """Run the reference on one seed's inputs (on clones) and return the trial record."""
+def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[Any]]:
+    """Run the reference on clones of ``inputs``; return (flattened outputs, the clones after forward).
+
+    Raises ``JobError`` (reference_error) when an output has NaN/inf.
+    """
     import torch
 
     from pytest_kernelfalcon.compare import all_finite, flatten_outputs
 
-    dtype = torch_dtype(job["dtype"])
-    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, (transform[0], transform[1]))
     clones = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
     torch.manual_seed(seed)
     with torch.no_grad():
         outputs = flatten_outputs(model(*clones))
-    host_in = [to_host(x) for x in inputs]
-    host_out = [to_host(o) for o in outputs]
-    if not all_finite([o for o in host_out if not isinstance(o, str)]):
+    if not all_finite([o for o in outputs if not isinstance(o, str)]):
         raise JobError("reference_error", f"reference output has NaN/inf for seed {seed}")
-    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
+    return outputs, clones
+
+
+def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
+                    transform: tuple[float, ...], strong: bool = False) -> dict[str, Any]:
+    """Run the reference on one seed's inputs (on clones) and return the trial record."""
+    dtype = torch_dtype(job["dtype"])
+    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, (transform[0], transform[1]))
+    outputs, clones = reference_forward(model, inputs, seed)
+    host_in = [to_host(x) for x in inputs]
+    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": [to_host(o) for o in outputs],
             "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
 
 
@@ -256,23 +264,44 @@ def short_error(exc: BaseException) -> str:
     return f"{where}{type(exc).__name__}: {exc}"[:2000]
 
 
-def run_candidate(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Candidate mode: import, construct per case, run every trial under the run-time audit."""
+def audited_cases(jobdir: Path, job: dict[str, Any], cases: list[tuple[dict[str, Any], list[Any]]],
+                  run_trial: Any) -> dict[str, Any]:
+    """Import the candidate under the run-time audit; per case construct it, then run each trial.
+
+    ``cases`` holds (construction: construct_seed / init_inputs / state_dict, trials);
+    ``run_trial(model, case_index, trial, audit, kept)`` returns the trial's record.
+    Returns ``{"cases": [{"trials": [...]}], "audit", "timings", "error"}``.
+    """
     pin_tf32_off()
     audit = RunAudit(jobdir / "candidate.py", enabled=job["audit"], device=job["device"])
     audit.install()
     timings = {"import_s": 0.0, "construct_s": 0.0, "run_s": 0.0}
-    body: dict[str, Any] = {"cases": [], "audit": audit.report(), "timings": timings}
+    body: dict[str, Any] = {"cases": [], "audit": audit.report(), "timings": timings, "error": None}
     try:
         entry = import_entry(jobdir, job, audit, timings)
-        for case in job["cases"]:
-            body["cases"].append(_candidate_case(entry, case, job, audit, timings))
+        for index, (built, trials) in enumerate(cases):
+            start = time.perf_counter()
+            model = construct_candidate(entry, built, job, audit)
+            timings["construct_s"] += time.perf_counter() - start
+            kept: list[Any] = []
+            records = []
+            for trial in trials:
+                start = time.perf_counter()
+                records.append(run_trial(model, index, trial, audit, kept))
+                timings["run_s"] += time.perf_counter() - start
+            body["cases"].append({"trials": records})
     except JobError as exc:
         body["error"] = {"category": exc.category, "message": exc.message, "traceback": exc.tb}
     finally:
         body["audit"] = audit.report()
         audit.uninstall()
     return body
+
+
+def run_candidate(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+    """Candidate mode: import, construct per case, run every trial under the run-time audit."""
+    return audited_cases(jobdir, job, [(case, case["trials"]) for case in job["cases"]],
+                         lambda model, _, trial, audit, kept: _candidate_trial(model, trial, job, audit, kept))
 
 
 def job_error(exc: BaseException, category: str, audit: RunAudit) -> JobError:
@@ -328,43 +357,47 @@ def construct_candidate(entry: Any, case: dict[str, Any], job: dict[str, Any], a
     return model
 
 
-def _candidate_case(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: RunAudit,
-                    timings: dict[str, float]) -> dict[str, Any]:
-    start = time.perf_counter()
-    model = construct_candidate(entry, case, job, audit)
-    timings["construct_s"] += time.perf_counter() - start
-    kept: list[Any] = []
-    trials = []
-    for trial in case["trials"]:
-        start = time.perf_counter()
-        trials.append(_candidate_trial(model, trial, job, audit, kept))
-        timings["run_s"] += time.perf_counter() - start
-    return {"trials": trials}
+def candidate_forward(model: Any, inputs: list[Any], seed: int, audit: RunAudit) -> list[Any]:
+    """Run the candidate's forward on ``inputs`` under the audit; return its flattened outputs."""
+    import torch
+
+    from pytest_kernelfalcon.compare import flatten_outputs
+
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            return flatten_outputs(audit.run_forward(model, inputs))
+    except BaseException as exc:
+        raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
+
+
+def reused_outputs(outputs: list[Any], kept: list[Any]) -> list[int]:
+    """Return the outputs whose storage is an earlier trial's output (kept alive in ``kept``)."""
+    earlier = {storage_ptr(o) for o in kept} - {None}
+    return [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]
+
+
+def end_trial(outputs: list[Any], seed: int, job: dict[str, Any], audit: RunAudit, kept: list[Any],
+              keep: bool = True) -> None:
+    """After a trial: poison its outputs, keep them alive (``keep``), recheck integrity."""
+    import torch
+
+    if job["poison"]:
+        audit.poison(outputs)
+    if keep:
+        kept.extend(o for o in outputs if isinstance(o, torch.Tensor))
+    audit.check_integrity(f"after trial seed {seed}")
 
 
 def _candidate_trial(model: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
                      kept: list[Any]) -> dict[str, Any]:
     import torch
 
-    from pytest_kernelfalcon.compare import flatten_outputs
-
     inputs = [x.to(job["device"], copy=True) if isinstance(x, torch.Tensor) else x for x in trial["inputs"]]
-    torch.manual_seed(trial["seed"])
-    try:
-        with torch.no_grad():
-            raw = audit.run_forward(model, inputs)
-    except BaseException as exc:
-        raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
-    outputs = flatten_outputs(raw)
-    host = audit.outputs_to_host(outputs)
-    earlier = {storage_ptr(o) for o in kept} - {None}
-    reused = [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]
-    record = {"seed": trial["seed"], "outputs": host, "aliases": aliases(outputs, inputs),
-              "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused}
-    if job["poison"]:
-        audit.poison(outputs)
-    kept.extend(o for o in outputs if isinstance(o, torch.Tensor))
-    audit.check_integrity(f"after trial seed {trial['seed']}")
+    outputs = candidate_forward(model, inputs, trial["seed"], audit)
+    record = {"seed": trial["seed"], "outputs": audit.outputs_to_host(outputs), "aliases": aliases(outputs, inputs),
+              "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused_outputs(outputs, kept)}
+    end_trial(outputs, trial["seed"], job, audit, kept)
     return record
 
 

@@ -189,13 +189,16 @@ def numeric_mismatch(
 
 
 def all_finite(values: Sequence[Any]) -> bool:
-    """Return True when every tensor / number in ``values`` is finite."""
+    """Return True when every tensor / number in ``values`` is finite (no float64 copy of a tensor)."""
+    import math
+
     import torch
 
     for value in values:
         if value is None:
             continue
-        if not bool(torch.isfinite(_as_flat64(value).to(torch.float64)).all()):
+        finite = bool(torch.isfinite(value).all()) if _is_tensor(value) else math.isfinite(float(value))
+        if not finite:
             return False
     return True
 
@@ -216,8 +219,6 @@ def equal_tensors(a: Any, b: Any) -> bool:
 
 def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
     """Return True when two flattened outputs are bitwise equal (same shapes, NaNs equal)."""
-    import torch
-
     if len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=False):
@@ -226,7 +227,7 @@ def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
         if not _is_tensor(x):
             if x != y:
                 return False
-        elif x.shape != y.shape or x.dtype != y.dtype or not torch.equal(x.nan_to_num(), y.nan_to_num()):
+        elif not equal_tensors(x, y):
             return False
     return True
 

@@ -308,11 +308,13 @@ def drop_to(uid: int) -> None:
         raise IsolationError(f"still uid {os.geteuid()} after switching to {uid}")
 
 
-def own_compile_cache(uid: int) -> None:
-    """Give this job uid a Triton cache of its own under the shared one (no uid writes into another's)."""
+def adopt_uid_env(uid: int) -> None:
+    """Environment for a job uid: a Triton cache of its own under the shared one (no uid writes into
+    another's), and a user name (the uid has no passwd entry; torch asks ``getpass`` on some imports)."""
     base = os.environ.get("TRITON_CACHE_DIR")
     if base:
         os.environ["TRITON_CACHE_DIR"] = os.path.join(base, f"uid-{uid}")
+    os.environ["USER"] = os.environ["LOGNAME"] = f"kf{uid}"
 
 
 def enter(policy: IsolationPolicy, workdir: Path | None, uid: int | None, timeout_s: float,
@@ -337,7 +339,7 @@ def enter(policy: IsolationPolicy, workdir: Path | None, uid: int | None, timeou
                 give_to(workdir, uid)
             applied.extend(f"exposed {p}" for p in expose_for(uid, workdir))
             drop_to(uid)
-            own_compile_cache(uid)
+            adopt_uid_env(uid)
         except OSError as exc:
             raise IsolationError(f"cannot switch to uid {uid}: {exc}") from exc
         applied.append(f"uid {uid}")

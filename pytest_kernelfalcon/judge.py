@@ -26,7 +26,8 @@ Judgement = tuple[Category | None, str]
 STDERR_CHARS = 600
 
 
-def _signal_name(code: int) -> str:
+def signal_name(code: int) -> str:
+    """Return ``SIGKILL`` for 9 (or "signal N" when unknown)."""
     try:
         return signal.Signals(code).name
     except ValueError:
@@ -36,7 +37,7 @@ def _signal_name(code: int) -> str:
 def _crash_detail(result: JobResult, what: str) -> str:
     code = result.returncode
     if code is not None and code < 0:
-        how = f"{what} process killed by {_signal_name(-code)}"
+        how = f"{what} process killed by {signal_name(-code)}"
     elif code == 0 and result.report_error == "no result.pt was written":
         how = f"{what} process exited with code 0 before writing its result (early exit)"
     else:

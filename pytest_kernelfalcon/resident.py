@@ -39,38 +39,25 @@ from pytest_kernelfalcon.child import (
     draw_inputs,
     exec_file,
     pin_tf32_off,
+    reference_forward,
     short_error,
     to_host,
     torch_dtype,
 )
-from pytest_kernelfalcon.compare import equal_tensors
+from pytest_kernelfalcon.compare import identical
+from pytest_kernelfalcon.judge import signal_name
 
 TAIL_CHARS = 600
 EXIT_WAIT_S = 5.0
 
 
 def _equal(a: Any, b: Any) -> bool:
-    import torch
-
-    if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
-        return False
-    if not isinstance(a, torch.Tensor):
-        return bool(a == b)
-    return equal_tensors(a, b)
+    return identical([a], [b])
 
 
 def reference_outputs(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[int], list[bool]]:
     """Run the reference on clones of ``inputs``: (outputs, aliasing, which inputs forward changed)."""
-    import torch
-
-    from pytest_kernelfalcon.compare import all_finite, flatten_outputs
-
-    clones = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        outputs = flatten_outputs(model(*clones))
-    if not all_finite([o for o in outputs if not isinstance(o, str)]):
-        raise JobError("reference_error", f"reference output has NaN/inf for seed {seed}")
+    outputs, clones = reference_forward(model, inputs, seed)
     return outputs, aliases(outputs, clones), [not _equal(c, x) for c, x in zip(clones, inputs, strict=True)]
 
 
@@ -143,15 +130,12 @@ class Shell:
         to_shell_r, self.to_shell = os.pipe()
         self.from_shell, from_shell_w = os.pipe()
         self.log = jobdir / "candidate.log"
-        # a job uid has no passwd entry; torch asks for a user name (getpass) on some imports
-        env = {**os.environ, "USER": os.environ.get("USER") or f"kf{os.getuid()}"}
-        env["LOGNAME"] = env["USER"]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest_kernelfalcon.resident_candidate", str(jobdir),
                  str(to_shell_r), str(from_shell_w)],
                 pass_fds=(to_shell_r, from_shell_w), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=jobdir, env=env)  # our process group: killed with us
+                stderr=subprocess.STDOUT, cwd=jobdir)  # our process group: killed with us
         os.close(to_shell_r)
         os.close(from_shell_w)
 
@@ -174,7 +158,7 @@ class Shell:
             self.kill()
             return {"category": "crash", "message": f"candidate broke the handoff protocol: {exc}; {self.tail()}"}
         if code < 0:
-            how = f"candidate process killed by {_signal_name(-code)}"
+            how = f"candidate process killed by {signal_name(-code)}"
         else:
             how = f"candidate process exited with code {code} before finishing ({exc})"
         return {"category": "timeout" if code == -signal.SIGXCPU else "crash", "message": f"{how}; {self.tail()}"}
@@ -205,13 +189,6 @@ class Shell:
         self.kill()
         for fd in (self.to_shell, self.from_shell):
             os.close(fd)
-
-
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(code).name
-    except ValueError:
-        return f"signal {code}"
 
 
 def _expect(message: dict[str, Any], kind: str, seed: int, count: int | None = None) -> None:

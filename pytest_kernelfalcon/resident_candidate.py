@@ -19,19 +19,19 @@ from typing import Any
 
 from pytest_kernelfalcon import handoff
 from pytest_kernelfalcon.child import (
-    JobError,
+    aliases,
+    audited_cases,
     build_reference,
-    construct_candidate,
+    candidate_forward,
     draw_inputs,
+    end_trial,
     exec_file,
-    import_entry,
-    job_error,
     pin_tf32_off,
+    reused_outputs,
     run_then_exit,
-    storage_ptr,
     torch_dtype,
 )
-from pytest_kernelfalcon.child_audit import RunAudit, classify_error
+from pytest_kernelfalcon.child_audit import RunAudit
 
 KEEP_BYTES = 4 << 30  # earlier outputs kept alive (storage-reuse check) while under this many bytes
 ACK_S = 600.0
@@ -60,34 +60,19 @@ def load_cases(jobdir: Path, job: dict[str, Any]) -> list[tuple[Any, dict[str, A
 def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
               kept: list[Any], fds: tuple[int, int]) -> None:
     """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned."""
-    import torch
-
-    from pytest_kernelfalcon.child import aliases
-    from pytest_kernelfalcon.compare import flatten_outputs
-
     rfd, wfd = fds
     inputs = draw_inputs(get_inputs, trial["seed"], job["device"], torch_dtype(job["dtype"]),
                          tuple(trial["transform"]))
     handoff.send(wfd, {"type": "inputs", "seed": trial["seed"], "inputs": [handoff.describe(x) for x in inputs]})
     _expect_ack(rfd)
-    torch.manual_seed(trial["seed"])
-    try:
-        with torch.no_grad():
-            raw = audit.run_forward(model, inputs)
-    except BaseException as exc:
-        raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
-    outputs = flatten_outputs(raw)
+    outputs = candidate_forward(model, inputs, trial["seed"], audit)
     audit.check_side_stream(outputs)
-    earlier = {storage_ptr(o) for o in kept} - {None}
     handoff.send(wfd, {"type": "outputs", "seed": trial["seed"], "outputs": [handoff.describe(o) for o in outputs],
                        "inputs": [handoff.describe(x) for x in inputs], "aliases": aliases(outputs, inputs),
-                       "reused": [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]})
+                       "reused": reused_outputs(outputs, kept)})
     _expect_ack(rfd)
-    if job["poison"]:
-        audit.poison(outputs)
-    if sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES:
-        kept.extend(o for o in outputs if isinstance(o, torch.Tensor))
-    audit.check_integrity(f"after trial seed {trial['seed']}")
+    end_trial(outputs, trial["seed"], job, audit, kept,
+              keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
 
 
 def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
@@ -96,28 +81,12 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
 
     job = torch.load(jobdir / "shell.pt", map_location="cpu", weights_only=True)
     pin_tf32_off()
-    cases = load_cases(jobdir, job)
-    audit = RunAudit(jobdir / "candidate.py", enabled=job["audit"], device=job["device"])
-    audit.install()
-    timings = {"import_s": 0.0, "construct_s": 0.0, "run_s": 0.0}
-    error = None
-    try:
-        entry = import_entry(jobdir, job, audit, timings)
-        for (get_inputs, built), case in zip(cases, job["cases"], strict=True):
-            start = time.perf_counter()
-            model = construct_candidate(entry, built, job, audit)
-            timings["construct_s"] += time.perf_counter() - start
-            kept: list[Any] = []
-            for trial in case["trials"]:
-                start = time.perf_counter()
-                run_trial(model, get_inputs, trial, job, audit, kept, fds)
-                timings["run_s"] += time.perf_counter() - start
-    except JobError as exc:
-        error = {"category": exc.category, "message": exc.message, "traceback": exc.tb}
-    finally:
-        report = audit.report()
-        audit.uninstall()
-    handoff.send(fds[1], {"type": "done", "audit": report, "timings": timings, "error": error})
+    loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
+    cases = [(built, case["trials"]) for (_, built), case in zip(loaded, job["cases"], strict=True)]
+    body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
+        model, loaded[index][0], trial, job, audit, kept, fds))
+    handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
+                          "error": body["error"]})
 
 
 def main(argv: list[str] | None = None) -> None:

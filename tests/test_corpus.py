@@ -168,13 +168,23 @@ def test_candidate_gets_expected_verdict(entry: Entry, checker_for: Any, request
     if gap:
         request.applymarker(pytest.mark.xfail(reason=f"known checker gap: {gap}", strict=True))
     verdict = checker.verify(task, CORPUS / entry.key)
-    got = "pass" if verdict.passed else verdict.category.value
-    where = f"{entry.key} on {checker.device}: got {got}: {verdict.detail}"
+    where = f"{entry.key} on {checker.device}: got {verdict_name(verdict)}: {verdict.detail}"
     if checker.device not in entry.devices:
         if entry.elsewhere != "fail":
             pytest.skip(f"expectation for {entry.key} applies on {entry.devices} only")
         assert not verdict.passed, where
         return
+    assert_expected_verdict(entry, verdict, where)
+
+
+def verdict_name(verdict: Any) -> str:
+    """``pass`` or the verdict's category."""
+    return "pass" if verdict.passed else verdict.category.value
+
+
+def assert_expected_verdict(entry: Entry, verdict: Any, where: str) -> None:
+    """The entry's expected verdict, a concrete detail for a failure, and the expected low-signal flag."""
+    got = verdict_name(verdict)
     assert got == entry.expected, where
     if not verdict.passed:
         assert verdict.detail.strip(), where

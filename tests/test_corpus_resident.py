@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_corpus import CORPUS, DETAIL_PATTERNS, Entry, load_entries
+from test_corpus import (
+    CORPUS,
+    DETAIL_PATTERNS,
+    Entry,
+    assert_expected_verdict,
+    load_entries,
+    verdict_name,
+)
 
 from pytest_kernelfalcon.checker import Checker, CheckOptions
 from pytest_kernelfalcon.verdict import Category, Verdict
@@ -70,10 +77,6 @@ def _task_params() -> list[Any]:
     return [pytest.param(t, id=t, marks=pytest.mark.xdist_group(t)) for t in tasks]
 
 
-def got_of(verdict: Verdict) -> str:
-    return "pass" if verdict.passed else verdict.category.value  # type: ignore[union-attr]
-
-
 def test_corpus_has_own_cpu_tasks() -> None:
     entries = own_entries()
     assert len({e.task for e in entries}) >= 3
@@ -101,14 +104,8 @@ def test_candidate_gets_expected_verdict_resident(entry: Entry, resident_checker
     if gap:
         request.applymarker(pytest.mark.xfail(reason=f"known checker gap: {gap}", strict=True))
     verdict = checker.verify(task_file(entry.task), CORPUS / entry.key)
-    got = got_of(verdict)
-    where = f"{entry.key} (resident, cpu): got {got}: {verdict.detail}"
-    assert got == entry.expected, where
-    if not verdict.passed:
-        assert verdict.detail.strip(), where
-        assert re.search(DETAIL_PATTERNS[got], verdict.detail, re.S), f"detail not concrete: {where}"
-    if entry.low_signal is not None:
-        assert verdict.low_signal == entry.low_signal, where
+    where = f"{entry.key} (resident, cpu): got {verdict_name(verdict)}: {verdict.detail}"
+    assert_expected_verdict(entry, verdict, where)
     if "candidate_s" in verdict.timings:  # a candidate job ran: it went through the comparer
         assert "candidate_shell_s" in verdict.timings, where
 
@@ -219,7 +216,7 @@ def test_forged_done_message_at_import_does_not_pass(tmp_path: Path,
     candidate = write_candidate(tmp_path / "candidate.py", preamble=FORGED_DONE)
     verdict = resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S).verify(task_file(SCALED_ADD), candidate)
     assert not verdict.passed, verdict.detail
-    assert verdict.category == Category.CRASH, f"{got_of(verdict)}: {verdict.detail}"
+    assert verdict.category == Category.CRASH, f"{verdict_name(verdict)}: {verdict.detail}"
     assert verdict.detail.strip()
 
 
@@ -259,7 +256,7 @@ def test_candidate_that_kills_its_comparer_does_not_pass(tmp_path: Path,
     verdict, pid = _run_parent_killer(tmp_path, resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S), 0)
     try:
         assert not verdict.passed, verdict.detail
-        assert verdict.category == Category.CRASH, f"{got_of(verdict)}: {verdict.detail}"
+        assert verdict.category == Category.CRASH, f"{verdict_name(verdict)}: {verdict.detail}"
         assert re.search(DETAIL_PATTERNS["crash"], verdict.detail), verdict.detail
         assert "SIGKILL" in verdict.detail, verdict.detail
     finally:
