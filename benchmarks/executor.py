@@ -18,7 +18,8 @@ Both paths in one run, on one device:
   KernelBench's inputs on the CPU, moves them to the GPU and compares there, 5 seeds.
 
     PYTHONPATH=$PWD python benchmarks/executor.py [--device cpu|cuda] [--quick|--full] [--relu]
-        [--parts paths,faults,relu] [--candidates N] [--faults N] [--json]
+        [--parts overhead,throughput,faults,relu] [--candidates N] [--faults N] [--shapes official|scaled]
+        [--out FILE] [--json]
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CORPUS = REPO / "tests" / "corpus"
 sys.path.insert(0, str(REPO / "tests" / "executor"))
 WORKERS = 4
 CUDA_FAULTS = {
-    "illegal_address": ("y = torch.empty_like(x)\n        relu_kernel[(1,)](x, y, 1 << 40, BLOCK=256)\n"
+    "illegal_address": ("y = torch.empty_like(x)\n        relu_kernel[(1 << 22,)](x, y, 1 << 40, BLOCK=256)\n"
                         "        torch.cuda.synchronize()", ("runtime_error", "crash")),
     "oom": ("torch.empty((1 << 42,), device=x.device)", ("runtime_error",)),
 }
@@ -71,11 +72,14 @@ def corpus_mix(device: str, limit: int) -> list[tuple[str, Path]]:
     return mix
 
 
+SHAPES = {"cpu": "scaled", "cuda": "official"}  # --shapes overrides
+
+
 def make_checkers(device: str, executor: Any, tasks: set[Path], timeout_s: float) -> dict[Path, Any]:
     """Return one checker per task on ``executor`` with its reference computed (cached)."""
     from pytest_kernelfalcon.checker import Checker, CheckOptions
 
-    shapes = "official" if device == "cuda" else "scaled"
+    shapes = SHAPES[device]
     checkers = {}
     for task in tasks:
         checker = Checker(CheckOptions(device=device, shapes=shapes, timeout_s=timeout_s), executor)
@@ -99,24 +103,57 @@ def verify_timed(checker: Any, task: Path, candidate: Path) -> tuple[Any, float]
     return verdict, time.perf_counter() - start
 
 
-def run_path(name: str, device: str, mix: list[tuple[str, Path]], timeout_s: float) -> dict[str, Any]:
-    """Measure one path: serial overheads, then the 4-thread throughput on a fresh executor."""
+def serial_overheads(device: str, mix: list[tuple[str, Path]], timeout_s: float) -> list[dict[str, Any]]:
+    """Both paths, one worker each: verify the mix one by one; median overhead and verdicts per path.
+
+    The references are computed once (on the warm path) and shared: they are not part of
+    a candidate's overhead, and the cold path would spend minutes recomputing them.
+    """
     tasks = {t for _, t in mix}
-    executor = make_executor(name, device, 1)
-    checkers = make_checkers(device, executor, tasks, timeout_s)
-    serial = [verify_timed(checkers[t], t, CORPUS / k) for k, t in mix]
-    executor.close()
-    over = [o for o in (overhead(v, w) for v, w in serial) if o is not None]
-    executor = make_executor(name, device, WORKERS)
-    checkers = make_checkers(device, executor, tasks, timeout_s)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        done = list(pool.map(lambda kt: checkers[kt[1]].verify(kt[1], CORPUS / kt[0]), mix))
-    elapsed = time.perf_counter() - start
-    executor.close()
-    return {"path": name, "candidates": len(mix), "median_overhead_s": statistics.median(over),
-            "mean_wall_s": statistics.mean(w for _, w in serial), "per_min_4_workers": 60 * len(done) / elapsed,
-            "verdicts": dict(Counter(_name(v) for v, _ in serial))}
+    executors = {"warm": make_executor("warm", device, 1), "cold": make_executor("cold", device, 1)}
+    checkers = make_checkers(device, executors["warm"], tasks, timeout_s)
+    rows = []
+    for name in ("cold", "warm"):
+        serial = []
+        for checker in checkers.values():
+            checker.executor = executors[name]
+        for k, t in mix:
+            serial.append(verify_timed(checkers[t], t, CORPUS / k))
+            progress(f"{name} {len(serial)}/{len(mix)} {k}: {_name(serial[-1][0])} in {serial[-1][1]:.2f}s")
+        over = [o for o in (overhead(v, w) for v, w in serial) if o is not None]
+        rows.append({"path": name, "candidates": len(mix), "median_overhead_s": statistics.median(over),
+                     "mean_wall_s": statistics.mean(w for _, w in serial),
+                     "verdicts": dict(Counter(_name(v) for v, _ in serial))})
+    for executor in executors.values():
+        executor.close()
+    return rows
+
+
+def throughputs(device: str, mix: list[tuple[str, Path]], timeout_s: float) -> list[dict[str, Any]]:
+    """Both paths, 4 workers each sharing the device: candidates per minute over the mix (references shared)."""
+    tasks = {t for _, t in mix}
+    executors = {"warm": make_executor("warm", device, WORKERS), "cold": make_executor("cold", device, WORKERS)}
+    checkers = make_checkers(device, executors["warm"], tasks, timeout_s)
+    rows = []
+    for name in ("cold", "warm"):
+        for checker in checkers.values():
+            checker.executor = executors[name]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(WORKERS) as pool:
+            done = list(pool.map(lambda kt: checkers[kt[1]].verify(kt[1], CORPUS / kt[0]), mix))
+        elapsed = time.perf_counter() - start
+        progress(f"{name} throughput: {len(done)} in {elapsed:.1f}s")
+        rows.append({"path": name, "candidates": len(done), "seconds": elapsed,
+                     "per_min_4_workers": 60 * len(done) / elapsed,
+                     "verdicts": dict(Counter(_name(v) for v in done))})
+    for executor in executors.values():
+        executor.close()
+    return rows
+
+
+def progress(line: str) -> None:
+    """One progress line on stderr."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def make_executor(name: str, device: str, size: int) -> Any:
@@ -222,7 +259,8 @@ def relu_official(timeout_s: float) -> list[dict[str, Any]]:
         executor.close()
         rows.append({"path": f"{name} executor", "verdict": _name(verdict), "seconds": wall,
                      "reference_s": verdict.timings.get("reference_s"), "detail": verdict.detail[:300],
-                     "trials": len(verdict.seeds), "low_signal": verdict.low_signal})
+                     "trials": len(verdict.seeds), "low_signal": verdict.low_signal, "timings": verdict.timings})
+        progress(f"19_ReLU {name}: {_name(verdict)} in {wall:.1f}s {verdict.timings}")
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--plain", str(task)], capture_output=True, text=True,
                          timeout=timeout_s * 4, check=False)
@@ -281,12 +319,25 @@ def report(result: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     info = result["machine"]
-    head = " | ".join(f"{k}: {v}" for k, v in info.items())
-    out = [head]
-    if result.get("paths"):
-        out += _path_tables(result)
-    elif result.get("faults"):
-        out += _path_tables({**result, "paths": []})[-1:]
+    out = [" | ".join(f"{k}: {v}" for k, v in info.items())]
+    if result.get("overhead"):
+        rows = result["overhead"]
+        out.append(tabulate([[p["path"], p["candidates"], p["median_overhead_s"], p["mean_wall_s"],
+                              _counts(p["verdicts"])] for p in rows],
+                            ["path", "n", "median overhead s", "mean wall s", "verdicts"], floatfmt=".3f"))
+        out.append(f"overhead ratio cold/warm: {result.get('ratio', 0.0):.1f}x")
+    if result.get("throughput"):
+        rows = result["throughput"]
+        out.append(tabulate([[p["path"], p["candidates"], p["seconds"], p["per_min_4_workers"],
+                              _counts(p["verdicts"])] for p in rows],
+                            ["path (4 workers)", "n", "s", "candidates/min", "verdicts"], floatfmt=".1f"))
+    if result.get("faults"):
+        f = result["faults"]
+        out.append(tabulate([[f["candidates"], f["seconds"], _counts(f["verdicts"]), len(f["wrong"]),
+                              f["workers_alive"], f["workers_replaced"], f["zombies"], f["leftover_procs"],
+                              f["gpu_mib_before"], f["gpu_mib_after"]]],
+                            ["faults n", "s", "verdicts", "wrong", "workers", "replaced", "zombies", "leftover",
+                             "GPU MiB before", "after"], floatfmt=".1f"))
     if result.get("relu"):
         rows = result["relu"]
         out.append(tabulate([[r["path"], r["verdict"], r["trials"], r["seconds"], r["reference_s"]] for r in rows],
@@ -296,23 +347,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
-def _path_tables(result: dict[str, Any]) -> list[str]:
-    from tabulate import tabulate
-
-    paths = [[p["path"], p["candidates"], p["median_overhead_s"], p["mean_wall_s"], p["per_min_4_workers"],
-              " ".join(f"{k}={v}" for k, v in sorted(p["verdicts"].items()))] for p in result["paths"]]
-    out = [tabulate(paths, ["path", "n", "median overhead s", "mean wall s", "per min (4 workers)",
-                            "verdicts"], floatfmt=".3f"),
-           f"overhead ratio cold/warm: {result.get('ratio', 0.0):.1f}x"]
-    if "faults" not in result:
-        return out
-    f = result["faults"]
-    out.append(tabulate([[f["candidates"], f["seconds"], " ".join(f"{k}={v}" for k, v in sorted(f["verdicts"].items())),
-                          len(f["wrong"]), f["workers_alive"], f["workers_replaced"], f["zombies"],
-                          f["leftover_procs"], f["gpu_mib_before"], f["gpu_mib_after"]]],
-                        ["faults n", "s", "verdicts", "wrong", "workers", "replaced", "zombies", "leftover",
-                         "GPU MiB before", "after"], floatfmt=".1f"))
-    return out
+def _counts(verdicts: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(verdicts.items()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -322,7 +358,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10 candidates, 10 faults (CPU: a couple of minutes)")
     parser.add_argument("--full", action="store_true", help="50 candidates, 100 faults")
     parser.add_argument("--relu", action="store_true", help="also time 19_ReLU official (CUDA)")
-    parser.add_argument("--parts", default="paths,faults", help="comma list of paths, faults, relu")
+    parser.add_argument("--parts", default="overhead,throughput,faults",
+                        help="comma list of overhead, throughput, faults, relu (paths = overhead,throughput)")
+    parser.add_argument("--shapes", choices=("official", "scaled"), default=None,
+                        help="shapes of the corpus mix (default: official on cuda, scaled on cpu)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after each part")
     parser.add_argument("--candidates", type=int, default=None, help="candidates in the mix (overrides the preset)")
     parser.add_argument("--faults", type=int, default=None, help="fault stream length (overrides the preset)")
     parser.add_argument("--timeout", type=float, default=None, help="checker timeout per job (s)")
@@ -334,19 +374,25 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"
-    parts = set(args.parts.split(",")) | ({"relu"} if args.relu else set())
+    SHAPES[args.device] = args.shapes or SHAPES[args.device]
+    parts = set(args.parts.replace("paths", "overhead,throughput").split(",")) | ({"relu"} if args.relu else set())
     n_mix, n_faults = (10, 10) if args.quick else (50, 100) if args.full else (30, 30)
     n_mix, n_faults = args.candidates or n_mix, args.faults or n_faults
     timeout_s = args.timeout or (10.0 if args.device == "cpu" else 60.0)
-    result: dict[str, Any] = {"machine": machine(args.device)}
-    if "paths" in parts:
-        mix = corpus_mix(args.device, n_mix)
-        paths = [run_path(name, args.device, mix, timeout_s) for name in ("cold", "warm")]
-        result.update(paths=paths, ratio=paths[0]["median_overhead_s"] / max(paths[1]["median_overhead_s"], 1e-9))
-    if "faults" in parts:
-        result["faults"] = fault_stream(args.device, n_faults, min(timeout_s, 10.0))
-    if "relu" in parts and args.device == "cuda":
-        result["relu"] = relu_official(300.0)
+    result: dict[str, Any] = {"machine": machine(args.device), "args": vars(args) | {"out": str(args.out)}}
+    mix = corpus_mix(args.device, n_mix)
+    steps = [("relu", lambda: relu_official(300.0) if args.device == "cuda" else None),
+             ("overhead", lambda: serial_overheads(args.device, mix, timeout_s)),
+             ("throughput", lambda: throughputs(args.device, mix, timeout_s)),
+             ("faults", lambda: fault_stream(args.device, n_faults, min(timeout_s, 10.0)))]
+    for part, run in steps:
+        if part in parts:
+            result[part] = run()
+            if part == "overhead":
+                cold, warm = result["overhead"]
+                result["ratio"] = cold["median_overhead_s"] / max(warm["median_overhead_s"], 1e-9)
+            if args.out:
+                args.out.write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str) if args.json else report(result))
 
 

@@ -5,6 +5,12 @@ imported: ``JITFunction.run`` (compiled kernels, GPU) and the interpreter's
 ``GridExecutor.__call__`` (``TRITON_INTERPRET=1``). The interpreter's own host copies
 (``_init_args_hst`` / ``_restore_args_dev``) and autotuner benchmarking are not logged
 as the candidate's ops. Everything recorded is reported; the parent judges.
+
+Side streams (CUDA): a compiled launch during forward on a stream other than the one
+forward was called on gets a ``SIDE_DELAY_CYCLES`` spin queued ahead of it on that
+stream (once per stream and trial). Right after forward the caller's stream is drained;
+a side stream still busy then was not waited for, whatever the kernel's size. The copy
+before and after a device sync (``check_side_stream``) stays as a second look.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+SIDE_DELAY_CYCLES = 100_000_000  # ~50 ms of GPU clock: far longer than the host takes to return from forward
 
 
 def _is_triton(exc: BaseException, name: str) -> bool:
@@ -69,6 +77,8 @@ class RunAudit:
         self._snapshot: dict[str, int] = {}
         self._threads: set[threading.Thread] = set()
         self._oplog: Any = None
+        self._caller_stream: Any = None  # the stream forward was called on (CUDA), while forward runs
+        self._side_streams: list[Any] = []  # other streams a Triton kernel was launched on in this forward
 
     # -- installation -------------------------------------------------------------------
     def install(self) -> None:
@@ -124,6 +134,8 @@ class RunAudit:
 
     def _counting_run(self, original: Any) -> Any:
         def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if not kwargs.get("warmup", False):
+                self._note_stream()
             result = original(fn, *args, **kwargs)
             if not kwargs.get("warmup", False):
                 self.launches += 1
@@ -138,6 +150,28 @@ class RunAudit:
             return result
 
         return call
+
+    def _note_stream(self) -> None:
+        """Before a launch during forward on a stream other than the caller's: the first time per stream and
+        trial, queue a ``SIDE_DELAY_CYCLES`` spin on that stream ahead of the kernel, so that work the caller's
+        stream is not made to wait for is still running when forward returns (see ``_unsynced_side_work``)."""
+        if self._caller_stream is None:
+            return
+        import torch
+
+        stream = _current_stream()
+        if stream != self._caller_stream and stream not in self._side_streams:
+            self._side_streams.append(stream)
+            torch.cuda._sleep(SIDE_DELAY_CYCLES)
+
+    def _unsynced_side_work(self, caller: Any) -> bool:
+        """Right after forward: whether a side stream still runs once the caller's stream has drained
+        (work the caller waits for, by ``wait_stream`` or a host sync, has ended by then)."""
+        streams, self._side_streams = self._side_streams, []
+        if not streams:
+            return False
+        caller.synchronize()
+        return any(not stream.query() for stream in streams)
 
     def _pausing(self, original: Any) -> Any:
         def paused(*args: Any, **kwargs: Any) -> Any:
@@ -185,10 +219,17 @@ class RunAudit:
         from torch.utils._python_dispatch import _get_current_dispatch_mode
 
         before = self.launches
-        with self._oplog:
-            out = model(*inputs)
-            if _get_current_dispatch_mode() is not self._oplog:
-                self.tamper.append("the checker's dispatch mode was removed during forward")
+        caller = _current_stream() if self.device == "cuda" else None
+        self._caller_stream, self._side_streams = caller, []
+        try:
+            with self._oplog:
+                out = model(*inputs)
+                if _get_current_dispatch_mode() is not self._oplog:
+                    self.tamper.append("the checker's dispatch mode was removed during forward")
+        finally:
+            self._caller_stream = None
+        if caller is not None and self._unsynced_side_work(caller):
+            self.side_stream = True
         self.trial_launches.append(self.launches - before)
         return out
 
@@ -254,6 +295,12 @@ class RunAudit:
         return {"enabled": self.enabled, "ops": dict(self.ops), "forbidden": list(self.forbidden.values()),
                 "triton_launches": self.launches, "launches_per_trial": list(self.trial_launches),
                 "tamper": list(self.tamper), "side_stream": self.side_stream, "state_copy": dict(self.state_copy)}
+
+
+def _current_stream() -> Any:
+    import torch
+
+    return torch.cuda.current_stream()
 
 
 def _tensors(values: list[Any]) -> list[Any]:

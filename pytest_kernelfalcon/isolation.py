@@ -119,6 +119,24 @@ def protect_process() -> bool:
     return True
 
 
+def allow_dumps() -> None:
+    """Make this process dumpable again (a forked candidate's process: the comparer maps its memory)."""
+    with contextlib.suppress(OSError):
+        _prctl(PR_SET_DUMPABLE, 1)
+
+
+def keep_only_fds(keep: tuple[int, ...]) -> None:
+    """Point 0, 1, 2 at /dev/null and close every other fd but ``keep`` (a fork drops what its parent held)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own fd, closed already
+                os.close(fd)
+
+
 def set_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants (so none escape it); True if done."""
     try:
@@ -352,6 +370,15 @@ def enter(policy: IsolationPolicy, workdir: Path | None, uid: int | None, timeou
     if nproc is not None:
         applied.append(f"nproc {nproc}")
     return IsolationReport(tuple(applied), tuple(missing), uid)
+
+
+def enter_request(req: dict[str, Any], parent_death: bool) -> IsolationReport:
+    """Become the process of a worker request: its job dir as cwd, its scrubbed environment, then ``enter``."""
+    workdir = Path(req["workdir"])
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    return enter(IsolationPolicy(**req["policy"]), workdir, req["uid"], float(req["timeout_s"]), parent_death)
 
 
 def _nproc_limit(policy: IsolationPolicy, uid: int | None) -> int | None:

@@ -74,7 +74,8 @@ def _audit_judgement(audit: dict[str, Any]) -> Judgement | None:
     if min(launches) == 0:
         return Category.NO_TRITON_LAUNCH, f"no Triton kernel launched during forward (launches per trial: {launches})"
     if audit.get("side_stream"):
-        return Category.SIDE_STREAM, "outputs changed after a device-wide synchronize: work left on a side stream"
+        return Category.SIDE_STREAM, ("forward returned with Triton work on a side stream that the calling stream "
+                                      "does not wait for (wait_stream or synchronize before returning)")
     return None
 
 

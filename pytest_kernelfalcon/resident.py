@@ -46,9 +46,11 @@ from pytest_kernelfalcon.child import (
 )
 from pytest_kernelfalcon.compare import identical
 from pytest_kernelfalcon.judge import signal_name
+from pytest_kernelfalcon.resident_candidate import Forked
 
 TAIL_CHARS = 600
 EXIT_WAIT_S = 5.0
+preforked: Forked | None = None  # set by a warm worker that forked a candidate's process for its one job
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -122,26 +124,89 @@ def release_device_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-class Shell:
-    """The candidate's process, seen from the comparer: start, messages, deadline, how it ended."""
+def drop_preforked() -> None:
+    """Kill and reap the preforked candidate's process if no job used it (before its worker exits)."""
+    global preforked
+    if preforked is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(preforked.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(preforked.pid, 0)
+    for fd in (preforked.to_shell, preforked.from_shell):
+        os.close(fd)
+    preforked = None
 
-    def __init__(self, jobdir: Path, deadline: float) -> None:
+
+class ForkedProcess:
+    """The ``Popen`` calls ``Shell`` makes (``pid``, ``wait``), for a process this one forked."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code (negative: a signal) once ended and reaped, else None."""
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: it has ended
+                done, status = self.pid, 9
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end; ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if end is not None and time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.005)
+        return code
+
+
+class Shell:
+    """The candidate's process, seen from the comparer: start, messages, deadline, how it ended.
+
+    Either the fork a warm worker made before its CUDA context (``preforked``: torch is
+    imported, and the worker had read no request, so the fork holds nothing of any job,
+    the result nonce included), or ``python -m pytest_kernelfalcon.resident_candidate``
+    (a fork of the comparer would carry the nonce in its memory). It stays in our process
+    group (killed with us) and runs as our uid (CUDA IPC needs that).
+    """
+
+    def __init__(self, jobdir: Path, deadline: float, preforked: Forked | None = None) -> None:
         self.jobdir, self.deadline, self.start = jobdir, deadline, time.monotonic()
+        self.first_s: float | None = None
+        self.log = jobdir / "candidate.log"
+        self.log.write_bytes(b"")
+        self.proc: subprocess.Popen[bytes] | ForkedProcess
+        if preforked is not None:
+            self.proc, self.to_shell, self.from_shell = ForkedProcess(preforked.pid), preforked.to_shell, \
+                preforked.from_shell
+            handoff.send(self.to_shell, {"type": "go", "jobdir": str(jobdir)})
+        else:
+            self._spawn(jobdir)
+
+    def _spawn(self, jobdir: Path) -> None:
         to_shell_r, self.to_shell = os.pipe()
         self.from_shell, from_shell_w = os.pipe()
-        self.log = jobdir / "candidate.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest_kernelfalcon.resident_candidate", str(jobdir),
                  str(to_shell_r), str(from_shell_w)],
                 pass_fds=(to_shell_r, from_shell_w), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=jobdir)  # our process group: killed with us
+                stderr=subprocess.STDOUT, cwd=jobdir)
         os.close(to_shell_r)
         os.close(from_shell_w)
 
     def recv(self) -> dict[str, Any]:
         """The next message from the candidate's process."""
-        return handoff.recv(self.from_shell, self.deadline)
+        message = handoff.recv(self.from_shell, self.deadline)
+        if self.first_s is None:
+            self.first_s = self.elapsed()
+        return message
 
     def ack(self) -> None:
         """Tell the candidate's process the comparer is done with what it showed."""
@@ -305,18 +370,17 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
 
     from pytest_kernelfalcon import isolation
 
+    global preforked
+
     pin_tf32_off()
     deadline = time.monotonic() + float(job["timeout_s"])
-    try:
-        comparer = Comparer(jobdir, job)
-    except JobError:
-        raise
-    except Exception as exc:
-        raise JobError("reference_error", f"reference failed in the comparer: {short_error(exc)}") from exc
     torch.save(_shell_job(job), jobdir / "shell.pt")
     isolation.protect_process()
-    shell = Shell(jobdir, deadline)
+    shell, preforked = Shell(jobdir, deadline, preforked), None  # it starts while the comparer builds
     try:
+        start = time.monotonic()
+        comparer = _comparer(jobdir, job)
+        setup_s = time.monotonic() - start
         facts, done = comparer.serve(shell)
         if done.get("type") != "done":
             raise handoff.HandoffError(f"expected done, got {str(done)[:120]}")
@@ -331,5 +395,14 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     comparer.cases.clear()
     release_device_memory(job["device"])
     report["audit"] = {**report["audit"], "tamper": list(report["audit"].get("tamper", [])) + comparer.tamper}
-    report["timings"]["shell_s"] = shell.elapsed()
+    report["timings"].update(shell_s=shell.elapsed(), shell_first_s=shell.first_s or 0.0, comparer_setup_s=setup_s)
     return {"facts": facts, **report}
+
+
+def _comparer(jobdir: Path, job: dict[str, Any]) -> Comparer:
+    try:
+        return Comparer(jobdir, job)
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError("reference_error", f"reference failed in the comparer: {short_error(exc)}") from exc

@@ -8,12 +8,21 @@ it draws the inputs on the device from the trial seed, shows them to the compare
 forward under the audit, checks for side-stream work on the device, and hands the
 outputs and the inputs after forward to the comparer (by CUDA IPC, no copy), waiting
 until the comparer is done with them. Nothing here compares: the comparer does.
+
+On a warm worker in ``once`` mode (CUDA) the process is not started with ``python -m``
+(3-4 s of imports) but forked (``prefork``) by the worker after its imports and before
+its CUDA context and its request. The fork waits, holding only its pipes
+(stdin/stdout/stderr on /dev/null, every other fd closed), for ``arm`` (the worker's job
+request without its nonce, to enter the same isolation as the job) and ``go`` (the job
+dir, from the comparer), then runs as above. A closed pipe before ``go`` ends it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +44,16 @@ from pytest_kernelfalcon.child_audit import RunAudit
 
 KEEP_BYTES = 4 << 30  # earlier outputs kept alive (storage-reuse check) while under this many bytes
 ACK_S = 600.0
+WAIT_S = 7 * 86400.0  # a fork waits for its job at most this long
+
+
+@dataclass(frozen=True)
+class Forked:
+    """A candidate's process forked ahead of its job: its pid and the comparer's ends of its pipes."""
+
+    pid: int
+    to_shell: int
+    from_shell: int
 
 
 def _expect_ack(rfd: int) -> None:
@@ -87,6 +106,57 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
         model, loaded[index][0], trial, job, audit, kept, fds))
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
                           "error": body["error"]})
+
+
+def prefork() -> Forked:
+    """Fork a waiting candidate's process (call where CUDA is not initialised); see the module docstring."""
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(to_w)
+            os.close(from_r)
+            from pytest_kernelfalcon import isolation
+
+            isolation.keep_only_fds((to_r, from_w))
+            _wait_then_run(to_r, from_w)
+        finally:
+            os._exit(3)
+    os.close(to_r)
+    os.close(from_w)
+    return Forked(pid, to_w, from_r)
+
+
+def _log_to(path: Path) -> None:
+    out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    for fd in (1, 2):
+        os.dup2(out, fd)
+    os.close(out)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _wait_then_run(rfd: int, wfd: int) -> None:
+    """The fork's life: wait for ``arm`` and ``go``, enter the job's isolation when armed with a request, run."""
+    from pytest_kernelfalcon import isolation
+
+    isolation.die_with_parent()
+    try:
+        arm = handoff.recv(rfd, time.monotonic() + WAIT_S)
+        go = handoff.recv(rfd, time.monotonic() + WAIT_S)
+    except handoff.HandoffError:
+        os._exit(0)
+    if arm.get("type") != "arm" or go.get("type") != "go" or not isinstance(go.get("jobdir"), str):
+        os._exit(0)
+    if isinstance(arm.get("request"), dict):
+        isolation.enter_request(arm["request"], parent_death=True)
+    isolation.allow_dumps()
+    jobdir = Path(go["jobdir"])
+    _log_to(jobdir / "candidate.log")
+    run_then_exit(lambda: run_shell(jobdir, (rfd, wfd)))
 
 
 def main(argv: list[str] | None = None) -> None:

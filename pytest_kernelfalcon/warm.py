@@ -8,13 +8,12 @@ Design (measured in ``benchmarks/executor.py``):
   namespace, fresh memory, its own pid, session and uid), so nothing leaks between
   candidates and a crash kills only the job process. The worker is the subreaper of its
   jobs and kills and reaps everything a job left, so no orphan or zombie survives it.
-* **CUDA: pre-spawned single-use workers** (``--mode once``). A forked child cannot use
-  its parent's CUDA context, and a context poisoned by an illegal address cannot be
-  cleaned, so each worker runs exactly one job in its own process and exits. The
-  executor keeps ``pool_size + spares`` workers importing and creating their CUDA context
-  in the background, so the ~4.5 s start is off the critical path as long as workers are
-  replaced faster than jobs finish. ``mode="fork"`` on CUDA (the candidate pays the CUDA
-  init, but not the imports) is available to compare.
+* **CUDA: the same fork server.** The worker never initialises CUDA; the job process
+  it keeps forked ahead creates its own context while it waits for its request, so the
+  context is ready when the job comes and dies with the job (a context poisoned by an
+  illegal address cannot be cleaned, and is not: its process ends). ``mode="once"``
+  (pre-spawned single-use workers, ``pool_size + spares`` of them started in the
+  background, ~9 s each on the H100 machine) is kept to compare.
 
 The harness owns every deadline: on timeout or cancel it tells the worker to kill the
 job (``k`` on its stdin; the worker has not reaped the pid, so it cannot be reused),
@@ -335,7 +334,7 @@ class WarmExecutor:
         self._pool(self._key(_resolve(device), gpu))
 
     def _key(self, device: str, gpu: str | None) -> PoolKey:
-        mode = self.mode if self.mode != "auto" else ("once" if device == "cuda" else "fork")
+        mode = self.mode if self.mode != "auto" else "fork"
         return PoolKey(device, gpu, mode)
 
     def _pool(self, key: PoolKey) -> Pool:

@@ -5,13 +5,23 @@ by the harness with an already scrubbed environment in its own session. It impor
 heavy modules, writes ``ready <pid>`` and reads one JSON request per line on stdin:
 ``{"workdir", "timeout_s", "nonce", "env", "log_dir", "uid", "policy"}``.
 
-* ``fork``: for each request it forks a job process (cheap: the imports are shared
-  copy-on-write), writes ``started <pid>``, waits for it (or for stdin to close, which
-  kills it), reaps every descendant (it is their subreaper, so a double fork or a
-  ``setsid`` does not escape) and writes ``exited <returncode>`` (negative: a signal).
-* ``once``: it runs the request itself (after ``started <pid>``) and exits; used on CUDA,
-  where a forked child cannot use the parent's CUDA context, so the context is created
-  before the request arrives, off the critical path.
+* ``fork`` (the default, CPU and CUDA): the worker itself never touches CUDA. It keeps
+  one job process forked ahead (``fork_waiting``: cheap, the imports are shared
+  copy-on-write) that gets ready while it waits for its request (``prepare``: it forks
+  the candidate's process a resident job would use, then on CUDA creates its own CUDA
+  context, about 0.4 s on an H100, off the critical path). For each request the worker
+  hands the line to that process, writes ``started <pid>``, forks the next one, waits
+  (or kills the job when stdin closes or says ``k``), reaps every other descendant (it
+  is their subreaper, so a double fork or a ``setsid`` does not escape) and writes
+  ``exited <returncode>`` (negative: a signal). A context poisoned by an illegal address
+  dies with its job process. A process forked ahead may hold earlier requests in its
+  memory (their nonces are spent), never its own.
+* ``once``: it runs the request itself (after ``started <pid>``) and exits: one exec'd
+  process per job (``prepare`` runs before ``ready``), for comparison.
+
+The candidate's process of a resident job (``resident_candidate.prefork``) is forked
+before the job's request arrives and before any CUDA context: armed with the request
+(less its nonce), it enters the same isolation; unused, it is killed with its job.
 
 The job process: its own session, stdout/stderr to ``log_dir``, stdin from /dev/null,
 cwd = the job dir, ``os.environ`` = the request's scrubbed environment, then
@@ -30,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +49,37 @@ from pytest_kernelfalcon import isolation
 REAP_ROUNDS = 4000
 
 
-def preload(device: str, mode: str) -> None:
-    """Import everything a job needs; on CUDA in ``once`` mode also create the CUDA context."""
-    import torch
+def preload() -> None:
+    """Import everything a job needs (CUDA stays uninitialised: forks can still use it)."""
+    import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (the child's dispatch-mode audit imports it)
     import triton  # noqa: F401
     import triton.language  # noqa: F401
 
-    from pytest_kernelfalcon import audit, child, child_audit, compare, integrity  # noqa: F401
+    from pytest_kernelfalcon import (  # noqa: F401
+        audit,
+        child,
+        child_audit,
+        compare,
+        handoff,
+        integrity,
+        resident,
+        resident_candidate,
+    )
 
     with contextlib.suppress(ImportError):
         import triton.runtime.interpreter  # noqa: F401
-    if device == "cuda" and mode == "once":
-        torch.empty(1, device="cuda")
-        torch.cuda.synchronize()
-        with contextlib.suppress(Exception):  # triton's driver helpers (built on first use)
-            triton.runtime.driver.active.get_current_device()
+
+
+def start_cuda() -> None:
+    """Create this process's CUDA context and Triton's driver helpers (``once`` mode on CUDA)."""
+    import torch
+    import triton
+
+    torch.empty(1, device="cuda")
+    torch.cuda.synchronize()
+    with contextlib.suppress(Exception):  # built on first use
+        triton.runtime.driver.active.get_current_device()
 
 
 def _redirect(log_dir: str) -> None:
@@ -75,18 +101,17 @@ def run_request(req: dict[str, Any], forked: bool) -> None:
         with contextlib.suppress(OSError):
             os.setsid()
         _redirect(req["log_dir"])
-        workdir = Path(req["workdir"])
-        os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update(req["env"])
-        policy = isolation.IsolationPolicy(**req["policy"])
-        isolation.enter(policy, workdir, req["uid"], float(req["timeout_s"]), parent_death=forked)
+        isolation.enter_request(req, parent_death=forked)
         from pytest_kernelfalcon.child import run_job
 
-        run_job(workdir, req["nonce"])
+        run_job(Path(req["workdir"]), req["nonce"])
     except BaseException:
         traceback.print_exc()
         code = 3
+    with contextlib.suppress(Exception):
+        from pytest_kernelfalcon import resident
+
+        resident.drop_preforked()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -119,32 +144,92 @@ def _kill_job(pid: int) -> None:
             kill(pid, signal.SIGKILL)
 
 
-def reap_all() -> bool:
-    """Kill and reap every descendant left (orphans come to us as subreaper); True when none is left."""
+def reap_all(keep: frozenset[int] = frozenset()) -> bool:
+    """Kill and reap every descendant left but ``keep`` (orphans come to us as subreaper); True when none is."""
     me = os.getpid()
     for _ in range(REAP_ROUNDS):
-        for pid in isolation.children_of(me):
+        left = [pid for pid in isolation.children_of(me) if pid not in keep]
+        if not left:
+            return True
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        try:
-            done, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done == 0:
-            time.sleep(0.005)
+        for pid in left:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.005)
     return False
 
 
-def serve_fork(line: bytes) -> None:
-    """Handle one request in ``fork`` mode: fork, report, wait, reap, report."""
-    req = json.loads(line)
+@dataclass(frozen=True)
+class Waiting:
+    """A job process forked ahead of its request (``fork`` mode): its pid and the pipe its request goes down."""
+
+    pid: int
+    fd: int
+
+
+def fork_waiting(device: str) -> Waiting:
+    """Fork the next job process now; it gets ready (``prepare``) and waits for its request line."""
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        run_request(req, forked=True)
-    _say(f"started {pid}")
-    code = _wait_child(pid)
-    clean = reap_all()
+        try:
+            os.close(w)
+            _wait_for_request(r, device)
+        finally:
+            os._exit(3)
+    os.close(r)
+    return Waiting(pid, w)
+
+
+def _wait_for_request(fd: int, device: str) -> None:
+    isolation.die_with_parent()
+    with contextlib.suppress(OSError):
+        os.setsid()  # its own session and process group, which its candidate's process joins
+    isolation.keep_only_fds((fd,))
+    prepare(device)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    if not chunks:  # the worker went away
+        os._exit(0)
+    begin(json.loads(b"".join(chunks)), forked=True)
+
+
+def prepare(device: str) -> None:
+    """Get this process ready for one job before its request: fork a resident job's candidate process
+    (``resident_candidate.prefork``, before any CUDA context), then on CUDA create the context."""
+    from pytest_kernelfalcon import resident, resident_candidate
+
+    resident.preforked = resident_candidate.prefork()
+    if device == "cuda":
+        start_cuda()
+
+
+def begin(req: dict[str, Any], forked: bool) -> None:
+    """Arm the preforked candidate's process with the request (without its nonce), then run the request."""
+    from pytest_kernelfalcon import handoff, resident
+
+    if resident.preforked is not None:
+        keep = ("workdir", "env", "policy", "uid", "timeout_s")  # not the nonce: the candidate must not know it
+        handoff.send(resident.preforked.to_shell, {"type": "arm", "request": {k: req[k] for k in keep}})
+    run_request(req, forked)
+
+
+def serve_fork(line: bytes, waiting: Waiting, device: str) -> Waiting:
+    """Handle one request in ``fork`` mode: hand it to the waiting job process, fork the next one, wait,
+    reap, report. Return the next waiting job process."""
+    view = memoryview(line)
+    while view:
+        view = view[os.write(waiting.fd, view):]
+    os.close(waiting.fd)
+    _say(f"started {waiting.pid}")
+    following = fork_waiting(device)  # gets ready while this job runs
+    code = _wait_child(waiting.pid)
+    clean = reap_all(keep=frozenset({following.pid}))
     _say(f"exited {code}" + ("" if clean else " unclean"))
+    return following
 
 
 def _watch_harness(fd: int) -> None:
@@ -156,11 +241,10 @@ def _watch_harness(fd: int) -> None:
 
 def serve_once(line: bytes) -> None:
     """Handle the one request of ``once`` mode in this process (never returns)."""
-    req = json.loads(line)
     _say(f"started {os.getpid()}")
     watched = os.dup(0)  # fd 0 itself becomes /dev/null for the job
     threading.Thread(target=_watch_harness, args=(watched,), name="kf-harness-watch", daemon=True).start()
-    run_request(req, forked=False)
+    begin(json.loads(line), forked=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,15 +255,19 @@ def main(argv: list[str] | None = None) -> None:
     isolation.protect_process()
     if mode == "fork":
         isolation.set_subreaper()
-    preload(device, mode)
+    preload()
+    waiting = fork_waiting(device) if mode == "fork" else None
+    if mode == "once":
+        prepare(device)
     _say(f"ready {os.getpid()}")
     requests = os.fdopen(0, "rb", buffering=0)  # unbuffered: a "k" mid-job is read raw
     while line := requests.readline():
         if not line.strip():
             continue
-        if mode == "once":
+        if waiting is None:
             serve_once(line)
-        serve_fork(line)
+        else:
+            waiting = serve_fork(line, waiting, device)
     os._exit(0)
 
 

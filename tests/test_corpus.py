@@ -110,9 +110,8 @@ def corpus_data_path() -> str:
     return path
 
 
-def _params() -> Iterator[Any]:
-    for entry in load_entries():
-        yield pytest.param(entry, id=entry.key, marks=pytest.mark.xdist_group(entry.task_group))
+def _params() -> list[Any]:
+    return [pytest.param(e, id=e.key, marks=pytest.mark.xdist_group(e.task_group)) for e in load_entries()]
 
 
 @pytest.fixture(scope="module")

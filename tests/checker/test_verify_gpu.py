@@ -59,3 +59,42 @@ def test_unsynchronised_side_stream(gpu_checker: Checker, big_relu_task: Path, c
                 return y
     """))
     assert verdict.category == Category.SIDE_STREAM, verdict.detail
+
+
+SIDE_STREAM_FORWARD = """
+    class ModelNew(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.side = torch.cuda.Stream()
+
+        def forward(self, x):
+            y = torch.empty_like(x)
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                relu(x, y)
+            {join}
+            return y
+"""
+
+
+@pytest.mark.parametrize("data_path", ["files", "resident"])
+def test_small_unsynchronised_side_stream(relu_task: Path, candidate: Make, data_path: str) -> None:
+    """A microsecond kernel on a side stream is done before any copy of its output: the stream check still sees
+    that forward returned without waiting for it."""
+    options = CheckOptions(device="cuda", shapes="official", seeds=2, timeout_s=120.0, data_path=data_path)
+    checker = Checker(options)
+    try:
+        verdict = checker.verify(relu_task, candidate(SIDE_STREAM_FORWARD.replace("{join}", "")))
+    finally:
+        checker.close()
+    assert verdict.category == Category.SIDE_STREAM, verdict.detail
+
+
+@pytest.mark.parametrize("join", ["torch.cuda.current_stream().wait_stream(self.side)", "self.side.synchronize()"])
+def test_side_stream_the_caller_waits_for_passes(relu_task: Path, candidate: Make, join: str) -> None:
+    checker = Checker(CheckOptions(device="cuda", shapes="official", seeds=2, timeout_s=120.0))
+    try:
+        verdict = checker.verify(relu_task, candidate(SIDE_STREAM_FORWARD.replace("{join}", join)))
+    finally:
+        checker.close()
+    assert verdict.passed, verdict.detail

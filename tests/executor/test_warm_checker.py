@@ -60,6 +60,7 @@ def test_fault_stream_keeps_the_pool_healthy(warm_checker: Checker, task: Path, 
         time.sleep(0.1)
     workers = [w for w in pool.live if w.alive()]
     assert len(workers) == 2
+    assert pool.replaced == 0  # faults end job processes, never a worker (nor the job process it forked ahead)
     assert zombies_of({w.proc.pid for w in workers} | {os.getpid()}) == []
     assert all(uid_processes(w.uid) == [] for w in workers if w.uid is not None)
     assert got(warm_checker, task, tmp_path, "correct") == "pass"
