@@ -185,9 +185,14 @@ class Shell:
         if preforked is not None:
             self.proc, self.to_shell, self.from_shell = ForkedProcess(preforked.pid), preforked.to_shell, \
                 preforked.from_shell
-            handoff.send(self.to_shell, {"type": "go", "jobdir": str(jobdir)})
-        else:
-            self._spawn(jobdir)
+            try:
+                handoff.send(self.to_shell, {"type": "go", "jobdir": str(jobdir)})
+                return
+            except OSError:  # the fork is gone (its pipe is broken): start one the slow way
+                self.kill()
+                for fd in (self.to_shell, self.from_shell):
+                    os.close(fd)
+        self._spawn(jobdir)
 
     def _spawn(self, jobdir: Path) -> None:
         to_shell_r, self.to_shell = os.pipe()

@@ -72,7 +72,7 @@ def preload() -> None:
 
 
 def start_cuda() -> None:
-    """Create this process's CUDA context and Triton's driver helpers (``once`` mode on CUDA)."""
+    """Create this process's CUDA context and Triton's driver helpers (a job process getting ready on CUDA)."""
     import torch
     import triton
 
@@ -213,23 +213,37 @@ def begin(req: dict[str, Any], forked: bool) -> None:
 
     if resident.preforked is not None:
         keep = ("workdir", "env", "policy", "uid", "timeout_s")  # not the nonce: the candidate must not know it
-        handoff.send(resident.preforked.to_shell, {"type": "arm", "request": {k: req[k] for k in keep}})
+        try:
+            handoff.send(resident.preforked.to_shell, {"type": "arm", "request": {k: req[k] for k in keep}})
+        except OSError:  # it is gone: a resident job starts its candidate's process the slow way
+            resident.drop_preforked()
     run_request(req, forked)
 
 
 def serve_fork(line: bytes, waiting: Waiting, device: str) -> Waiting:
     """Handle one request in ``fork`` mode: hand it to the waiting job process, fork the next one, wait,
     reap, report. Return the next waiting job process."""
-    view = memoryview(line)
-    while view:
-        view = view[os.write(waiting.fd, view):]
-    os.close(waiting.fd)
+    try:
+        _hand_over(waiting, line)
+    except OSError:  # it died getting ready (its pipe is broken): one more, ready or not
+        reap_all()
+        waiting = fork_waiting(device)
+        _hand_over(waiting, line)
     _say(f"started {waiting.pid}")
     following = fork_waiting(device)  # gets ready while this job runs
     code = _wait_child(waiting.pid)
     clean = reap_all(keep=frozenset({following.pid}))
     _say(f"exited {code}" + ("" if clean else " unclean"))
     return following
+
+
+def _hand_over(waiting: Waiting, line: bytes) -> None:
+    view = memoryview(line)
+    try:
+        while view:
+            view = view[os.write(waiting.fd, view):]
+    finally:
+        os.close(waiting.fd)
 
 
 def _watch_harness(fd: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -122,3 +123,28 @@ def test_no_forked_process_outlives_its_job(resident_checker: Checker, task: Pat
         ahead = children_of(worker)
         assert len(ahead) <= 1 and all(len(children_of(pid)) <= 1 for pid in ahead), (worker, ahead)
     assert zombies_of(seen | live | {os.getpid()}) == []
+
+
+@pytest.mark.parametrize("victim", ["job process", "candidate's process"])
+def test_a_fork_that_died_while_waiting_is_replaced(task: Path, tmp_path: Path, victim: str) -> None:
+    """Kill what a ``fork`` worker holds ahead (its next job process, or that one's candidate's process):
+    the next resident job still gets its verdict, on the same worker."""
+    executor = WarmExecutor(pool_size=1, device="cpu", mode="fork")
+    checker = Checker(RESIDENT, executor)
+    try:
+        assert got(checker, task, tmp_path, "correct") == "pass"
+        (worker,) = worker_pids(checker)
+        deadline = time.monotonic() + 30
+        while not (ahead := children_of(worker)) or not children_of(ahead[0]):
+            assert time.monotonic() < deadline, "the worker holds no job process forked ahead"
+            time.sleep(0.05)
+        pid = ahead[0] if victim == "job process" else children_of(ahead[0])[0]
+        os.kill(pid, signal.SIGKILL)
+        while pid in group_members({os.getpgid(worker), ahead[0]}):  # died (a zombie at most) before the job
+            time.sleep(0.01)
+        assert got(checker, task, tmp_path, "correct") == "pass"
+        assert got(checker, task, tmp_path, "exception") == "runtime_error"
+        pool = next(iter(executor.pools().values()))
+        assert pool.replaced == 0 and worker_pids(checker) == {worker}
+    finally:
+        checker.close()
