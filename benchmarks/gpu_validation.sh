@@ -3,7 +3,9 @@
 #   1. the bundled samples through the whole offline pipeline at official shapes (+ timed with --falcon-bench)
 #   2. the checker's test corpus at official shapes: the 6.4 GB-per-tensor tasks (resident data path) one at a
 #      time on a warm worker, the rest with WORKERS workers
-#   3. the executor benchmark (cold vs warm, fault stream, 19_ReLU official vs the plain way) when EXECUTOR_BENCH=1
+#   3. the executor benchmark when EXECUTOR_BENCH=1: by default 19_ReLU official vs the plain way and the 100-fault
+#      stream (~4 min on an H100); EXECUTOR_ARGS="--parts overhead --candidates 50 --shapes scaled" (~9 min) and
+#      "--parts throughput --candidates 50 --shapes scaled" (~4 min) each want a call of their own
 # Usage on the GPU machine, from the repo root (full logs land in $OUT):
 #   KERNELBENCH_DIR=/path/to/kernelbench OUT=/tmp/kf bash benchmarks/gpu_validation.sh [SAMPLES_S] [CORPUS_S] [BENCH_S]
 # A time limit of 0 skips that step.
@@ -28,7 +30,7 @@ if [ "${2:-300}" != 0 ]; then
   tail -15 "$OUT/corpus_big.log"
 fi
 if [ "${EXECUTOR_BENCH:-0}" = 1 ]; then
-  timeout "${3:-400}" python3 benchmarks/executor.py --device cuda ${EXECUTOR_ARGS:---full --relu} --json \
+  timeout "${3:-400}" python3 benchmarks/executor.py --device cuda ${EXECUTOR_ARGS:---parts relu,faults --faults 100} --json \
       > "$OUT/executor.json" 2> "$OUT/executor.err"
   python3 -c "import json, sys; sys.path.insert(0, 'benchmarks'); import executor; \
 print(executor.report(json.load(open('$OUT/executor.json'))))" | tee "$OUT/executor.log"

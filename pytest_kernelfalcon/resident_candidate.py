@@ -9,12 +9,13 @@ forward under the audit, checks for side-stream work on the device, and hands th
 outputs and the inputs after forward to the comparer (by CUDA IPC, no copy), waiting
 until the comparer is done with them. Nothing here compares: the comparer does.
 
-On a warm worker in ``once`` mode (CUDA) the process is not started with ``python -m``
-(3-4 s of imports) but forked (``prefork``) by the worker after its imports and before
-its CUDA context and its request. The fork waits, holding only its pipes
+On a warm worker the process is not started with ``python -m`` (3-4 s of imports) but
+forked (``prefork``) by the job process (or the ``once`` worker) after its imports and
+before its CUDA context and its request. The fork waits, holding only its pipes
 (stdin/stdout/stderr on /dev/null, every other fd closed), for ``arm`` (the worker's job
 request without its nonce, to enter the same isolation as the job) and ``go`` (the job
-dir, from the comparer), then runs as above. A closed pipe before ``go`` ends it.
+dir, from the comparer), then runs as above. A closed pipe or anything else before
+``go`` ends it.
 """
 
 from __future__ import annotations
@@ -149,14 +150,18 @@ def _wait_then_run(rfd: int, wfd: int) -> None:
         go = handoff.recv(rfd, time.monotonic() + WAIT_S)
     except handoff.HandoffError:
         os._exit(0)
-    if arm.get("type") != "arm" or go.get("type") != "go" or not isinstance(go.get("jobdir"), str):
+    if arm.get("type") != "arm" or not isinstance(arm.get("request"), dict) or go.get("type") != "go" \
+            or not isinstance(go.get("jobdir"), str):
         os._exit(0)
-    if isinstance(arm.get("request"), dict):
-        isolation.enter_request(arm["request"], parent_death=True)
-    isolation.allow_dumps()
     jobdir = Path(go["jobdir"])
-    _log_to(jobdir / "candidate.log")
-    run_then_exit(lambda: run_shell(jobdir, (rfd, wfd)))
+    _log_to(jobdir / "candidate.log")  # before the isolation: a failure to enter it shows in the comparer's report
+
+    def run() -> None:
+        isolation.enter_request(arm["request"], parent_death=True)
+        isolation.allow_dumps()
+        run_shell(jobdir, (rfd, wfd))
+
+    run_then_exit(run)
 
 
 def main(argv: list[str] | None = None) -> None:
