@@ -234,9 +234,12 @@ class Pool:
         try:
             worker = Worker(self.key, slot, iso.candidate_uid(self.policy, slot), self.policy, self.home)
             with self.lock:
-                self.live.add(worker)
-                if self.closed:
-                    raise WorkerLost("pool closed", False)
+                closed = self.closed
+                if not closed:
+                    self.live.add(worker)
+            if closed:  # started while the pool closed: close() did not see it, so it is ended (and reaped) here
+                worker.close()
+                raise WorkerLost("pool closed", False)
             worker.wait_ready()
         except (WorkerLost, OSError) as exc:
             self.ready.put((slot, str(exc)))

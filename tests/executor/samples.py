@@ -90,8 +90,8 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def zombies_of(pids: set[int]) -> list[int]:
-    """Return zombie processes whose parent is one of ``pids``."""
+def process_stats() -> list[tuple[int, str, int, int]]:
+    """Return (pid, state, parent pid, process group) of every process."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -100,9 +100,18 @@ def zombies_of(pids: set[int]) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] == "Z" and int(fields[1]) in pids:
-            found.append(int(entry.name))
+        found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
     return found
+
+
+def zombies_of(pids: set[int]) -> list[int]:
+    """Return zombie processes whose parent is one of ``pids``."""
+    return [pid for pid, state, ppid, _ in process_stats() if state == "Z" and ppid in pids]
+
+
+def group_members(pgids: set[int]) -> list[int]:
+    """Return live (non-zombie) processes whose process group is one of ``pgids``."""
+    return [pid for pid, state, _, pgid in process_stats() if state not in ("Z", "X") and pgid in pgids]
 
 
 def alive(pid: int) -> bool:

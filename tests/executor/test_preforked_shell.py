@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from samples import FAULTS, RELU_TASK, candidate_source, write, zombies_of
+from samples import FAULTS, RELU_TASK, candidate_source, group_members, write, zombies_of
 
 from pytest_kernelfalcon.checker import Checker, CheckOptions
 from pytest_kernelfalcon.isolation import children_of
@@ -65,21 +65,6 @@ def got(checker: Checker, task: Path, tmp: Path, fault: str) -> str:
     """Verify the ``fault`` candidate and return ``pass`` or the category name."""
     verdict = checker.verify(task, write(tmp / f"{fault}.py", candidate_source(fault)))
     return "pass" if verdict.passed else verdict.category.value  # type: ignore[union-attr]
-
-
-def group_members(pgids: set[int]) -> list[int]:
-    """Live (non-zombie) processes whose process group is one of ``pgids``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X") and int(fields[2]) in pgids:
-            found.append(int(entry.name))
-    return found
 
 
 def worker_pids(checker: Checker) -> set[int]:

@@ -141,3 +141,29 @@ def test_a_killed_worker_is_replaced(warm: Any, tmp_path: Path) -> None:
     for k in range(3):
         assert category(run(warm, tmp_path / str(k), "class ModelNew: pass\n")) is None
     assert len([w for w in pool.live if w.alive()]) == 2
+
+
+def _cwd_under(top: str) -> list[int]:
+    """Live processes whose working directory is under ``top`` (deleted or not)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(top):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_closing_while_workers_start_leaves_no_process() -> None:
+    from pytest_kernelfalcon.warm import WarmExecutor
+
+    for _ in range(3):
+        executor = WarmExecutor(pool_size=2, device="cpu", mode="once")  # 4 workers start in the background
+        home = str(executor.home)
+        executor.close()
+        deadline = time.monotonic() + 60
+        while any(t.name.startswith("kf-spawn-") for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cwd_under(home) == []  # a worker started while the pool closed was ended, not left running
+        assert zombies_of({os.getpid()}) == []
