@@ -103,15 +103,20 @@ def verify_timed(checker: Any, task: Path, candidate: Path) -> tuple[Any, float]
     return verdict, time.perf_counter() - start
 
 
+def shared_checkers(device: str, mix: list[tuple[str, Path]], timeout_s: float,
+                    size: int) -> tuple[dict[str, Any], dict[Path, Any]]:
+    """Both paths' executors (``size`` workers) and one checker per task, its reference computed on the warm one."""
+    executors = {"warm": make_executor("warm", device, size), "cold": make_executor("cold", device, size)}
+    return executors, make_checkers(device, executors["warm"], {t for _, t in mix}, timeout_s)
+
+
 def serial_overheads(device: str, mix: list[tuple[str, Path]], timeout_s: float) -> list[dict[str, Any]]:
     """Both paths, one worker each: verify the mix one by one; median overhead and verdicts per path.
 
     The references are computed once (on the warm path) and shared: they are not part of
     a candidate's overhead, and the cold path would spend minutes recomputing them.
     """
-    tasks = {t for _, t in mix}
-    executors = {"warm": make_executor("warm", device, 1), "cold": make_executor("cold", device, 1)}
-    checkers = make_checkers(device, executors["warm"], tasks, timeout_s)
+    executors, checkers = shared_checkers(device, mix, timeout_s, 1)
     rows = []
     for name in ("cold", "warm"):
         serial = []
@@ -131,9 +136,7 @@ def serial_overheads(device: str, mix: list[tuple[str, Path]], timeout_s: float)
 
 def throughputs(device: str, mix: list[tuple[str, Path]], timeout_s: float) -> list[dict[str, Any]]:
     """Both paths, 4 workers each sharing the device: candidates per minute over the mix (references shared)."""
-    tasks = {t for _, t in mix}
-    executors = {"warm": make_executor("warm", device, WORKERS), "cold": make_executor("cold", device, WORKERS)}
-    checkers = make_checkers(device, executors["warm"], tasks, timeout_s)
+    executors, checkers = shared_checkers(device, mix, timeout_s, WORKERS)
     rows = []
     for name in ("cold", "warm"):
         for checker in checkers.values():

@@ -124,17 +124,21 @@ def release_device_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def drop_preforked() -> None:
-    """Kill and reap the preforked candidate's process if no job used it (before its worker exits)."""
-    global preforked
-    if preforked is None:
-        return
+def discard(forked: Forked) -> None:
+    """Kill and reap a forked candidate's process and close the comparer's ends of its pipes."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(preforked.pid, signal.SIGKILL)
+        os.kill(forked.pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(preforked.pid, 0)
-    for fd in (preforked.to_shell, preforked.from_shell):
+        os.waitpid(forked.pid, 0)
+    for fd in (forked.to_shell, forked.from_shell):
         os.close(fd)
+
+
+def drop_preforked() -> None:
+    """Discard the preforked candidate's process if no job used it (before its worker exits)."""
+    global preforked
+    if preforked is not None:
+        discard(preforked)
     preforked = None
 
 
@@ -183,15 +187,14 @@ class Shell:
         self.log.write_bytes(b"")
         self.proc: subprocess.Popen[bytes] | ForkedProcess
         if preforked is not None:
-            self.proc, self.to_shell, self.from_shell = ForkedProcess(preforked.pid), preforked.to_shell, \
-                preforked.from_shell
             try:
-                handoff.send(self.to_shell, {"type": "go", "jobdir": str(jobdir)})
-                return
+                handoff.send(preforked.to_shell, {"type": "go", "jobdir": str(jobdir)})
             except OSError:  # the fork is gone (its pipe is broken): start one the slow way
-                self.kill()
-                for fd in (self.to_shell, self.from_shell):
-                    os.close(fd)
+                discard(preforked)
+            else:
+                self.proc, self.to_shell, self.from_shell = ForkedProcess(preforked.pid), preforked.to_shell, \
+                    preforked.from_shell
+                return
         self._spawn(jobdir)
 
     def _spawn(self, jobdir: Path) -> None:
