@@ -3,13 +3,20 @@
 Runs the correct candidates of the test corpus (``tests/corpus``) through the trusted
 checker on CPU (``TRITON_INTERPRET=1``, scaled shapes) and, when CUDA is available, on
 the GPU (official shapes). Each candidate is verified twice with one ``Checker``: the
-first ("cold") run computes the reference, the second ("warm") reuses it, as a
+first run computes the reference, the second ("cached") reuses it, as a
 pipeline does for many candidates of one task.
 
-    python benchmarks/checker_overhead.py [--device cpu|cuda|all] [--shapes S] [--only NAME ...] [--json]
+    python benchmarks/checker_overhead.py [--device cpu|cuda|all] [--shapes S] [--executor cold|warm]
+        [--only NAME ...] [--out FILE] [--json]
+
+``--executor warm`` runs the jobs on one warm worker (``warm.WarmExecutor``) instead of a fresh
+process per job. A progress line per sample goes to stderr; ``--out`` rewrites the JSON after
+each sample, so a run cut short keeps what it measured.
 
 Columns (seconds, from ``Verdict.timings`` and the wall clock):
-  reference  wall time of the reference child (cold run only; cached afterwards)
+  first      wall time of the first check (reference included)
+  cached     wall time of the second check (reference cached)
+  reference  wall time of the reference child (first check only)
   start      candidate child's wall time not spent in import/construct/run
              (interpreter + torch start, job load, result save)
   candidate  candidate import + construction + trials inside the child
@@ -26,6 +33,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +45,15 @@ DEFAULT_SHAPES = {"cpu": "scaled", "cuda": "official"}
 
 @dataclass(frozen=True)
 class Sample:
-    """One benchmarked candidate on one device: the timing split of its cold and warm checks."""
+    """One benchmarked candidate on one device: the timing split of its first and cached checks."""
 
     device: str
     shapes: str
+    executor: str
     candidate: str
     passed: bool
-    cold_s: float
-    warm_s: float
+    first_s: float
+    cached_s: float
     reference_s: float
     start_s: float
     candidate_s: float
@@ -81,11 +90,11 @@ def split(timings: dict[str, float], wall_s: float, with_reference: bool) -> dic
             "compare_s": compare, "other_s": max(wall_s - reference - child - compare, 0.0)}
 
 
-def measure(key: str, task: Path, device: str, shapes: str, timeout_s: float) -> Sample:
-    """Verify one candidate cold then warm with one checker and return its timing split."""
+def measure(key: str, task: Path, device: str, shapes: str, timeout_s: float, executor: Any = None) -> Sample:
+    """Verify one candidate twice with one checker (reference computed, then cached); return the split."""
     from pytest_kernelfalcon.checker import Checker, CheckOptions
 
-    checker = Checker(CheckOptions(device=device, shapes=shapes, timeout_s=timeout_s))
+    checker = Checker(CheckOptions(device=device, shapes=shapes, timeout_s=timeout_s), executor)
     try:
         walls, verdicts = [], []
         for _ in range(2):
@@ -94,11 +103,28 @@ def measure(key: str, task: Path, device: str, shapes: str, timeout_s: float) ->
             walls.append(time.perf_counter() - start)
     finally:
         checker.close()
-    cold = split(verdicts[0].timings, walls[0], with_reference=True)
-    warm = split(verdicts[1].timings, walls[1], with_reference=False)
-    parts = {k: statistics.mean((cold[k], warm[k])) for k in cold if k != "reference_s"}
-    return Sample(device, shapes, key, all(v.passed for v in verdicts), walls[0], walls[1],
-                  cold["reference_s"], **parts)
+    first = split(verdicts[0].timings, walls[0], with_reference=True)
+    cached = split(verdicts[1].timings, walls[1], with_reference=False)
+    parts = {k: statistics.mean((first[k], cached[k])) for k in first if k != "reference_s"}
+    executor_name = "cold" if executor is None else "warm"
+    return Sample(device, shapes, executor_name, key, all(v.passed for v in verdicts), walls[0], walls[1],
+                  first["reference_s"], **parts)
+
+
+def measure_device(device: str, args: argparse.Namespace, candidates: list[tuple[str, Path]],
+                   done: Callable[[Sample], None]) -> None:
+    """Measure every candidate on one device (on one warm worker with ``--executor warm``)."""
+    executor = None
+    if args.executor == "warm":
+        from pytest_kernelfalcon.warm import WarmExecutor
+
+        executor = WarmExecutor(pool_size=1, device=device)
+    try:
+        for key, task in candidates:
+            done(measure(key, task, device, args.shapes or DEFAULT_SHAPES[device], args.timeout, executor))
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def machine(devices: list[str]) -> dict[str, str]:
@@ -134,17 +160,22 @@ def table(samples: list[Sample], info: dict[str, str]) -> str:
     """Return the human-readable report: machine line, one row per sample, a mean row per device."""
     from tabulate import tabulate
 
-    headers = ["device", "shapes", "candidate", "ok", "cold", "warm", "reference", "start",
+    headers = ["device", "shapes", "executor", "candidate", "ok", "first", "cached", "reference", "start",
                "candidate", "compare", "other"]
-    rows = [[s.device, s.shapes, s.candidate, "yes" if s.passed else "NO", s.cold_s, s.warm_s,
+    rows = [[s.device, s.shapes, s.executor, s.candidate, "yes" if s.passed else "NO", s.first_s, s.cached_s,
              s.reference_s, s.start_s, s.candidate_s, s.compare_s, s.other_s] for s in samples]
     for device in dict.fromkeys(s.device for s in samples):
         mine = [s for s in samples if s.device == device]
         means = [statistics.mean(getattr(s, f) for s in mine) for f in
-                 ("cold_s", "warm_s", "reference_s", "start_s", "candidate_s", "compare_s", "other_s")]
-        rows.append([device, "", "mean", "", *means])
+                 ("first_s", "cached_s", "reference_s", "start_s", "candidate_s", "compare_s", "other_s")]
+        rows.append([device, "", "", "mean", "", *means])
     title = ", ".join(f"{k}: {v}" for k, v in info.items())
     return f"{title}\n" + tabulate(rows, headers=headers, floatfmt=".2f")
+
+
+def as_json(info: dict[str, str], samples: list[Sample]) -> str:
+    """Return the machine and the samples as one JSON object."""
+    return json.dumps({"machine": info, "samples": [asdict(s) for s in samples]}, indent=1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -155,7 +186,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="shape plan (default: scaled on cpu, official on cuda)")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
                         help="benchmark only candidates whose key contains one of these")
+    parser.add_argument("--executor", choices=("cold", "warm"), default="cold",
+                        help="a fresh process per job (default) or one warm worker")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after each sample")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return parser.parse_args(argv)
 
@@ -168,11 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     if not candidates:
         print("no correct corpus candidates found", file=sys.stderr)
         return 2
-    samples = [measure(key, task, device, args.shapes or DEFAULT_SHAPES[device], args.timeout)
-               for device in devices for key, task in candidates]
     info = machine(devices)
+    samples: list[Sample] = []
+
+    def done(sample: Sample) -> None:
+        samples.append(sample)
+        print(f"{sample.device} {sample.executor} {sample.candidate}: {'ok' if sample.passed else 'NOT PASSED'}, "
+              f"first {sample.first_s:.2f}s, cached {sample.cached_s:.2f}s", file=sys.stderr, flush=True)
+        if args.out is not None:
+            args.out.write_text(as_json(info, samples))
+
+    for device in devices:
+        measure_device(device, args, candidates, done)
     if args.json:
-        print(json.dumps({"machine": info, "samples": [asdict(s) for s in samples]}, indent=1))
+        print(as_json(info, samples))
     else:
         print(table(samples, info))
     return 0 if all(s.passed for s in samples) else 1

@@ -124,13 +124,18 @@ def _save_job(jobdir: Path, job: dict[str, Any]) -> None:
 
 
 class Checker:
-    """Verifies candidates against tasks; holds the executor and a reference cache."""
+    """Verifies candidates against tasks; holds the executor and a reference cache.
+
+    An executor passed in belongs to the caller (several checkers may share one warm pool);
+    ``close`` ends only the executor the checker made itself.
+    """
 
     def __init__(self, options: CheckOptions | None = None, executor: Executor | None = None) -> None:
         self.options = options or CheckOptions()
         _validate(self.options)
         self.device = resolve_device(self.options.device)
         self.executor: Executor = executor or ColdExecutor()
+        self._owns_executor = executor is None
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
         self._fuzz_seed = secrets.randbelow(2**31)
         self.resident = self.options.data_path == "resident"
@@ -138,8 +143,9 @@ class Checker:
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
 
     def close(self) -> None:
-        """Release the executor."""
-        self.executor.close()
+        """Release the executor if this checker made it (a shared one stays open for its owner)."""
+        if self._owns_executor:
+            self.executor.close()
 
     @property
     def base_seed(self) -> int:
@@ -305,5 +311,4 @@ def verify_candidate(task: Path, candidate: Path, options: CheckOptions | None =
     try:
         return checker.verify(Path(task), Path(candidate), cancel)
     finally:
-        if executor is None:
-            checker.close()
+        checker.close()

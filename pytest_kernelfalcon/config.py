@@ -41,8 +41,7 @@ OPTIONS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--falcon-seed", "falcon_seed", "int", None, "base seed; replays a fuzz run"),
     ("--falcon-dtype", "falcon_dtype", "str", "fp32", "fp32, bf16 or fp16"),
     ("--falcon-executor", "falcon_executor", "str", "auto",
-     "how candidates run: warm (pre-imported workers), cold (a fresh process each); auto: warm on "
-     "cpu, cold on cuda"),
+     "how candidates run: warm (pre-imported workers, the default: auto), cold (a fresh process each)"),
     ("--falcon-data-path", "falcon_data_path", "str", "auto",
      "how tensors reach the checker: files (host copies), resident (inputs, reference and comparison stay "
      "on the device; official shapes); auto: resident for official inputs on cuda over 64M elements"),
@@ -147,10 +146,8 @@ class FalconConfig:
 
     @property
     def executor(self) -> str:
-        """``warm`` or ``cold``; ``auto`` is warm on cpu and cold on cuda until warm is measured there."""
-        if self.falcon_executor != "auto":
-            return self.falcon_executor
-        return "warm" if self.device == "cpu" else "cold"
+        """``warm`` or ``cold``; ``auto`` is warm (on CUDA since the H100 runs in benchmarks/results/)."""
+        return "warm" if self.falcon_executor == "auto" else self.falcon_executor
 
     def resolved_provider(self, environ: dict[str, str] | None = None) -> str:
         """The provider to use: ``auto`` means anthropic with ``ANTHROPIC_API_KEY`` set, else replay."""

@@ -39,6 +39,7 @@ class FalconSession:
     gate: Any = None
     written: list[Path] = field(default_factory=list)
     _checker: Checker | None = None
+    _executor: Any = None  # the checker's executor, owned here (the pipeline's checkers share it)
     pipeline: Any = None  # the pipeline.session.SessionPipeline, built on the first task
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,7 +95,8 @@ class FalconSession:
                 from pytest_kernelfalcon.checker import Checker
 
                 options = self.check_options()
-                self._checker = Checker(options, self.make_executor(options))
+                self._executor = self.make_executor(options)
+                self._checker = Checker(options, self._executor)
             return self._checker
 
     def make_executor(self, options: Any) -> Any:
@@ -154,6 +156,8 @@ class FalconSession:
             self._checker.close()
         if self.pipeline is not None:
             self.pipeline.close()
+        if self._executor is not None:
+            self._executor.close()
 
 
 def find_candidate(directory: Path | None, task: TaskFile) -> Path | None:

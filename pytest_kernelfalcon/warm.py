@@ -334,6 +334,7 @@ class WarmExecutor:
         self._next_slot = 0
         self._pools: dict[PoolKey, Pool] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self._pool(self._key(_resolve(device), gpu))
 
     def _key(self, device: str, gpu: str | None) -> PoolKey:
@@ -342,6 +343,8 @@ class WarmExecutor:
 
     def _pool(self, key: PoolKey) -> Pool:
         with self._lock:
+            if self._closed:  # its home is gone: a new pool could not start, and jobs would silently run cold
+                raise RuntimeError("this WarmExecutor is closed; make a new one")
             if key not in self._pools:
                 spares = self.spares if self.spares is not None else (self.pool_size if key.mode == "once" else 0)
                 self._pools[key] = Pool(key, self.pool_size, spares, self.policy, self.home, self.fallback,
@@ -361,6 +364,7 @@ class WarmExecutor:
     def close(self) -> None:
         """Kill every worker and remove the executor's temporary files."""
         with self._lock:
+            self._closed = True
             pools = list(self._pools.values())
             self._pools.clear()
         for pool in pools:

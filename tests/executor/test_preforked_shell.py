@@ -56,9 +56,8 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def resident_checker(request: pytest.FixtureRequest) -> Iterator[Checker]:
     """A resident-path checker on a one-worker pool: ``fork`` (job processes forked ahead by one worker)
     and ``once`` (a fresh worker per job)."""
-    checker = Checker(RESIDENT, WarmExecutor(pool_size=1, device="cpu", mode=request.param))
-    yield checker
-    checker.close()
+    with WarmExecutor(pool_size=1, device="cpu", mode=request.param) as executor:
+        yield Checker(RESIDENT, executor)
 
 
 def got(checker: Checker, task: Path, tmp: Path, fault: str) -> str:
@@ -132,4 +131,4 @@ def test_a_fork_that_died_while_waiting_is_replaced(task: Path, tmp_path: Path, 
         pool = next(iter(executor.pools().values()))
         assert pool.replaced == 0 and worker_pids(checker) == {worker}
     finally:
-        checker.close()
+        executor.close()

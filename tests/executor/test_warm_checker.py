@@ -30,9 +30,8 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def warm_checker() -> Iterator[Checker]:
     """A checker whose jobs run on a two-worker warm pool."""
-    checker = Checker(OPTIONS, WarmExecutor(pool_size=2, device="cpu"))
-    yield checker
-    checker.close()
+    with WarmExecutor(pool_size=2, device="cpu") as executor:
+        yield Checker(OPTIONS, executor)
 
 
 def got(checker: Checker, task: Path, tmp: Path, fault: str) -> str:
@@ -64,3 +63,21 @@ def test_fault_stream_keeps_the_pool_healthy(warm_checker: Checker, task: Path, 
     assert zombies_of({w.proc.pid for w in workers} | {os.getpid()}) == []
     assert all(uid_processes(w.uid) == [] for w in workers if w.uid is not None)
     assert got(warm_checker, task, tmp_path, "correct") == "pass"
+
+
+def test_a_shared_pool_outlives_the_checkers_that_use_it(task: Path, tmp_path: Path) -> None:
+    """Closing a checker leaves an executor it was given running (another checker still gets the same
+    warm worker); a closed executor refuses jobs instead of running them cold."""
+    with WarmExecutor(pool_size=1, device="cpu") as executor:
+        first = Checker(OPTIONS, executor)
+        assert got(first, task, tmp_path, "correct") == "pass"
+        (pool,) = executor.pools().values()
+        workers = {w.proc.pid for w in pool.live}
+        first.close()
+        second = Checker(OPTIONS, executor)
+        assert got(second, task, tmp_path, "exception") == "runtime_error"
+        assert got(second, task, tmp_path, "correct") == "pass"
+        assert executor.pools() == {pool.key: pool} and {w.proc.pid for w in pool.live} == workers
+        assert pool.replaced == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        Checker(OPTIONS, executor).verify(task, write(tmp_path / "late.py", candidate_source("correct")))

@@ -13,7 +13,7 @@ def sum_dim_kernel(x_ptr, out_ptr, R, INNER, BLOCK_R: tl.constexpr, BLOCK_I: tl.
     col_mask = cols < INNER
     base = outer * R * INNER
     acc = tl.zeros((BLOCK_I,), dtype=tl.float32)
-    for r0 in range(0, R, BLOCK_R):
+    for r0 in range(0, R + 1, BLOCK_R):  # one block too many: its masked rows load NaN
         rows = r0 + tl.arange(0, BLOCK_R)
         mask = (rows[:, None] < R) & col_mask[None, :]
         ptrs = x_ptr + base + rows[:, None].to(tl.int64) * INNER + cols[None, :]
@@ -37,5 +37,5 @@ class ModelNew(nn.Module):
         out = torch.empty(shape, device=x.device, dtype=x.dtype)
         BLOCK_I = min(128, triton.next_power_of_2(max(inner, 1)))
         grid = (outer, triton.cdiv(inner, BLOCK_I))
-        sum_dim_kernel[grid](x, out, R, inner, BLOCK_R=triton.next_power_of_2(R + 1), BLOCK_I=BLOCK_I)
+        sum_dim_kernel[grid](x, out, R, inner, BLOCK_R=min(64, triton.next_power_of_2(R)), BLOCK_I=BLOCK_I)
         return out
