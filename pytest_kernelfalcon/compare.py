@@ -14,11 +14,11 @@ from pytest_kernelfalcon.verdict import Tolerance
 
 CHUNK = 1 << 22
 DEVICE_CHUNK = 1 << 25  # on a GPU: fewer, bigger chunks (each costs a few host syncs), ~1.5 GB of temporaries
+_TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
 
 
 def _chunk_for(value: Any) -> int:
     return DEVICE_CHUNK if getattr(value, "is_cuda", False) else CHUNK
-_TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,17 @@ class HandoffError(Exception):
     """The other side broke the protocol, went away, or missed the deadline."""
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` (a pipe takes big writes in pieces)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def send(fd: int, message: dict[str, Any]) -> None:
     """Write one message (length-prefixed JSON)."""
     data = json.dumps(message).encode()
-    view = memoryview(struct.pack("<I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
+    write_all(fd, struct.pack("<I", len(data)) + data)
 
 
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:

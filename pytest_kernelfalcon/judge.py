@@ -79,10 +79,19 @@ def _audit_judgement(audit: dict[str, Any]) -> Judgement | None:
     return None
 
 
+def shapes_of(values: Sequence[Any]) -> list[Any]:
+    """The shape of each tensor (other values as they are)."""
+    return [list(v.shape) if hasattr(v, "shape") else v for v in values]
+
+
+def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any]) -> str:
+    """Where a trial's failure happened: seed, strengthened or not, sizes, input shapes (both data paths)."""
+    more = ", strengthened inputs" if strong else ""
+    return f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes_of(inputs)}"
+
+
 def _context(trial: dict[str, Any], plan: dict[str, Any]) -> str:
-    shapes = [list(x.shape) if hasattr(x, "shape") else x for x in trial["inputs"]]
-    strong = ", strengthened inputs" if trial.get("strong") else ""
-    return f"seed {trial['seed']}{strong}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes}"
+    return trial_context(trial["seed"], bool(trial.get("strong")), plan, trial["inputs"])
 
 
 def _pairs(reference: Reference, report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:

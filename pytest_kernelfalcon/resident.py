@@ -45,7 +45,7 @@ from pytest_kernelfalcon.child import (
     torch_dtype,
 )
 from pytest_kernelfalcon.compare import identical
-from pytest_kernelfalcon.judge import signal_name
+from pytest_kernelfalcon.judge import shapes_of, signal_name, trial_context
 from pytest_kernelfalcon.resident_candidate import Forked
 
 TAIL_CHARS = 600
@@ -63,14 +63,13 @@ def reference_outputs(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     return outputs, aliases(outputs, clones), [not _equal(c, x) for c, x in zip(clones, inputs, strict=True)]
 
 
-def _shapes(values: list[Any]) -> list[Any]:
-    return [list(v.shape) if hasattr(v, "shape") else v for v in values]
-
-
-def _summary(seed: int, strong: bool, inputs: list[Any], outputs: list[Any], al: list[int],
-             mutated: list[bool]) -> dict[str, Any]:
-    return {"seed": seed, "strong": strong, "input_shapes": _shapes(inputs), "output_shapes": _shapes(outputs),
-            "aliases": al, "mutated": mutated}
+def _reference_trial(get_inputs: Any, model: Any, job: dict[str, Any], seed: int, transform: Any,
+                     strong: bool) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Draw one trial's inputs on the device and run the reference: (inputs, outputs, summary without tensors)."""
+    inputs = draw_inputs(get_inputs, seed, job["device"], torch_dtype(job["dtype"]), tuple(transform))
+    outputs, al, mutated = reference_outputs(model, inputs, seed)
+    return inputs, outputs, {"seed": seed, "strong": strong, "input_shapes": shapes_of(inputs),
+                             "output_shapes": shapes_of(outputs), "aliases": al, "mutated": mutated}
 
 
 def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
@@ -82,13 +81,12 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     try:
         task = exec_file(jobdir / entry["file"], "kf_task_0")
         model, init_inputs = build_reference(task, job)
-        dtype, tracker = torch_dtype(job["dtype"]), ProbeTracker(tolerance_for(job["dtype"]))
+        tracker = ProbeTracker(tolerance_for(job["dtype"]))
         trials = []
         for seed in job["seeds"]:
-            inputs = draw_inputs(task.get_inputs, seed, job["device"], dtype, tuple(entry["transform"]))
-            outputs, al, mutated = reference_outputs(model, inputs, seed)
+            inputs, outputs, summary = _reference_trial(task.get_inputs, model, job, seed, entry["transform"], False)
             tracker.add(inputs, outputs)
-            trials.append(_summary(seed, False, inputs, outputs, al, mutated))
+            trials.append(summary)
             del inputs, outputs
     except JobError:
         raise
@@ -98,10 +96,7 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     plan, strong = entry["plan"], []
     try:
         for seed in job["strong_seeds"]:
-            inputs = draw_inputs(task.get_inputs, seed, job["device"], dtype, tuple(job["strong"]))
-            outputs, al, mutated = reference_outputs(model, inputs, seed)
-            strong.append(_summary(seed, True, inputs, outputs, al, mutated))
-            del inputs, outputs
+            strong.append(_reference_trial(task.get_inputs, model, job, seed, job["strong"], True)[2])
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan, strong = {**plan, "strong_error": short_error(exc)}, []
     case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
@@ -329,7 +324,7 @@ class Comparer:
         got = [self._on_device(handoff.open_value(d, self.device)) for d in message["outputs"]]
         after = [handoff.open_value(d, self.device) for d in message["inputs"]]
         found = trial_facts(ref, got, self.tol, bool(trial["strong"]))
-        found.update(seed=seed, context=self._context(trial, case, mine), ref_aliases=ref_aliases,
+        found.update(seed=seed, context=trial_context(seed, bool(trial["strong"]), case["plan"], mine), ref_aliases=ref_aliases,
                      aliases=_ints(message.get("aliases"), len(got)), reused=_ints(message.get("reused"), len(got)),
                      mutated=[not _equal(self._on_device(a), x) for a, x in zip(after, mine, strict=True)],
                      ref_mutated=ref_mutated)
@@ -346,12 +341,6 @@ class Comparer:
             import torch
 
             torch.cuda.synchronize()
-
-    @staticmethod
-    def _context(trial: dict[str, Any], case: dict[str, Any], inputs: list[Any]) -> str:
-        strong = ", strengthened inputs" if trial["strong"] else ""
-        sizes = case["plan"].get("overrides") or "official"
-        return f"seed {trial['seed']}{strong}, sizes {sizes}, input shapes {_shapes(inputs)}"
 
 
 def _shell_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -238,10 +238,10 @@ def serve_fork(line: bytes, waiting: Waiting, device: str) -> Waiting:
 
 
 def _hand_over(waiting: Waiting, line: bytes) -> None:
-    view = memoryview(line)
+    from pytest_kernelfalcon import handoff
+
     try:
-        while view:
-            view = view[os.write(waiting.fd, view):]
+        handoff.write_all(waiting.fd, line)
     finally:
         os.close(waiting.fd)
 
