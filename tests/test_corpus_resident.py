@@ -241,40 +241,40 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _run_parent_killer(tmp_path: Path, checker: Checker, linger_s: float) -> tuple[Verdict, int]:
+@contextlib.contextmanager
+def _parent_killer(tmp_path: Path, checker: Checker, linger_s: float) -> Iterator[tuple[Verdict, int]]:
+    """Verify a candidate that kills its comparer; yield (verdict, candidate pid), then reap that pid."""
     pid_file = tmp_path / "candidate.pid"
     candidate = write_candidate(tmp_path / "candidate.py", imports="import os\nimport pathlib\nimport time\n",
                                 after_kernel=KILL_PARENT.format(pid_file=str(pid_file), linger_s=linger_s))
     verdict = checker.verify(task_file(SCALED_ADD), candidate)
     assert pid_file.is_file(), f"the candidate's forward never ran: {verdict.detail}"
-    return verdict, int(pid_file.read_text())
+    pid = int(pid_file.read_text())
+    try:
+        yield verdict, pid
+    finally:
+        _reap(pid)
 
 
 @SAME_WORKER
 def test_candidate_that_kills_its_comparer_does_not_pass(tmp_path: Path,
                                                          resident_checker: Callable[[str, float], Checker]) -> None:
-    verdict, pid = _run_parent_killer(tmp_path, resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S), 0)
-    try:
+    with _parent_killer(tmp_path, resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S), 0) as (verdict, _):
         assert not verdict.passed, verdict.detail
         assert verdict.category == Category.CRASH, f"{verdict_name(verdict)}: {verdict.detail}"
         assert re.search(DETAIL_PATTERNS["crash"], verdict.detail), verdict.detail
         assert "SIGKILL" in verdict.detail, verdict.detail
-    finally:
-        _reap(pid)
 
 
 @SAME_WORKER
 def test_candidate_does_not_outlive_a_killed_comparer(tmp_path: Path,
                                                       resident_checker: Callable[[str, float], Checker]) -> None:
-    verdict, pid = _run_parent_killer(tmp_path, resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S), 60)
-    try:
+    with _parent_killer(tmp_path, resident_checker(SCALED_ADD, RESIDENT_TIMEOUT_S), 60) as (verdict, pid):
         assert not verdict.passed, verdict.detail
         deadline = time.monotonic() + 3.0
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(pid), f"candidate process {pid} still runs after its verdict"
-    finally:
-        _reap(pid)
 
 
 def _reap(pid: int) -> None:
