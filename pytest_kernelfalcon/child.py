@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.child_audit import RunAudit, classify_error
+from pytest_kernelfalcon.handoff import UncarriableValue, to_host
 
 FILE_LIMIT = 8 << 30
 
@@ -67,17 +68,6 @@ def exec_file(path: Path, name: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def to_host(value: Any) -> Any:
-    """Return a weights-only-safe host copy: plain CPU tensor, number, None, or a type note."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True).as_subclass(torch.Tensor)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return f"<unsupported output type {type(value).__name__}>"
 
 
 def draw_inputs(get_inputs: Any, seed: int, device: str, dtype: Any, transform: tuple[float, float]) -> list[Any]:
@@ -162,8 +152,9 @@ def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
     dtype = torch_dtype(job["dtype"])
     inputs = draw_inputs(get_inputs, seed, job["device"], dtype, (transform[0], transform[1]))
     outputs, clones = reference_forward(model, inputs, seed)
-    host_in = [to_host(x) for x in inputs]
-    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": [to_host(o) for o in outputs],
+    host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
+    host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
+    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
             "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
 
 
@@ -193,7 +184,8 @@ def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dic
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan = {**plan, "strong_error": short_error(exc)}
     return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
-            "init_inputs": [to_host(x) for x in init_inputs], "state_dict": state,
+            "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)],
+            "state_dict": state,
             "trials": trials, "strong_trials": strong}
 
 
@@ -395,7 +387,11 @@ def _candidate_trial(model: Any, trial: dict[str, Any], job: dict[str, Any], aud
 
     inputs = [x.to(job["device"], copy=True) if isinstance(x, torch.Tensor) else x for x in trial["inputs"]]
     outputs = candidate_forward(model, inputs, trial["seed"], audit)
-    record = {"seed": trial["seed"], "outputs": audit.outputs_to_host(outputs), "aliases": aliases(outputs, inputs),
+    try:
+        host = audit.outputs_to_host(outputs)
+    except UncarriableValue as exc:
+        raise JobError("runtime_error", f"forward returned a value the checker cannot compare: {exc}") from exc
+    record = {"seed": trial["seed"], "outputs": host, "aliases": aliases(outputs, inputs),
               "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused_outputs(outputs, kept)}
     end_trial(outputs, trial["seed"], job, audit, kept)
     return record

@@ -235,16 +235,16 @@ class RunAudit:
 
     def outputs_to_host(self, outputs: list[Any]) -> list[Any]:
         """Copy outputs to host; on CUDA copy before and after a device sync to catch side streams."""
-        from pytest_kernelfalcon.child import to_host
         from pytest_kernelfalcon.compare import identical
+        from pytest_kernelfalcon.handoff import to_host
 
-        first = [to_host(o) for o in outputs]
+        first = [to_host(o, f"output {i}") for i, o in enumerate(outputs)]
         if self.device != "cuda":
             return first
         import torch
 
         torch.cuda.synchronize()
-        second = [to_host(o) for o in outputs]
+        second = [to_host(o, f"output {i}") for i, o in enumerate(outputs)]
         if self.enabled and not identical(_tensors(first), _tensors(second)):
             self.side_stream = True
         return first

@@ -1,6 +1,11 @@
-"""Tensors and messages between a resident comparer and its candidate process.
+"""The hand-over of values between the trusted parent and the child processes.
 
-Both run as the same uid (CUDA IPC does not map memory across uids), over a pair of
+``to_host`` is the one rule for what a job file (``job.pt`` / ``result.pt``, loaded
+``weights_only``) carries: tensors as plain CPU copies, numbers, strings, bytes, None,
+``torch.dtype`` / ``torch.device`` / ``torch.Size``, and tuples, lists and dicts of
+these, nested. Anything else raises ``UncarriableValue`` naming its type.
+
+Resident jobs: a comparer and its candidate process both run as the same uid (CUDA IPC does not map memory across uids), over a pair of
 pipes private to the two. Messages are length-prefixed JSON objects. A tensor travels
 as a descriptor: on CUDA the IPC handle of its storage (no copy: the comparer reads the
 candidate's memory where it lies), on the CPU its bytes. The comparer never unpickles
@@ -23,11 +28,53 @@ from typing import Any
 MAX_FRAME = 64 << 20
 MAX_DIMS = 16
 MAX_INT = 1 << 62
+MAX_DEPTH = 16
+MAX_ITEMS = 1 << 16
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
 class HandoffError(Exception):
     """The other side broke the protocol, went away, or missed the deadline."""
+
+
+class UncarriableValue(TypeError):
+    """A value of a type the hand-over cannot carry (the message names the type and where)."""
+
+
+_PLAIN: tuple[type[Any], ...] = (bool, int, float, complex, str, bytes)
+
+
+def _plain(value: Any) -> Any:
+    """Return a number or string as its builtin type (a numpy scalar or IntEnum pickles as itself)."""
+    for kind in _PLAIN:
+        if isinstance(value, kind):
+            return value if type(value) is kind else kind(value)
+    raise AssertionError(type(value))
+
+
+def to_host(value: Any, where: str = "value", depth: int = 0) -> Any:
+    """Return a ``weights_only``-loadable host copy of ``value``; ``UncarriableValue`` when none exists."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True).as_subclass(torch.Tensor)
+    if value is None or isinstance(value, (torch.dtype, torch.device)):
+        return value
+    if isinstance(value, _PLAIN):
+        return _plain(value)
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():  # a numpy scalar
+        return to_host(value.item(), where, depth)
+    if depth >= MAX_DEPTH:
+        raise UncarriableValue(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, torch.Size):
+        return torch.Size(int(d) for d in value)
+    if isinstance(value, (list, tuple)):
+        items = [to_host(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
+        return {_plain(k): to_host(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+    raise UncarriableValue(f"{where} of type {type(value).__module__}.{type(value).__qualname__} "
+                           "cannot be handed over between processes")
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -78,16 +125,32 @@ def _b64(value: Any) -> Any:
     return {"b64": base64.b64encode(value).decode()} if isinstance(value, bytes) else value
 
 
-def describe(value: Any) -> dict[str, Any]:
-    """Return the descriptor of one flattened output or input (candidate side)."""
+def describe(value: Any, depth: int = 0) -> dict[str, Any]:
+    """Return the descriptor of one output or input (candidate side); containers nest."""
     import torch
 
     if value is None:
         return {"kind": "none"}
     if isinstance(value, (bool, int, float)):
-        return {"kind": "value", "value": value}
+        return {"kind": "value", "value": _plain(value)}
+    if isinstance(value, str):
+        return {"kind": "str", "value": str(value)}
+    if isinstance(value, torch.dtype):
+        return {"kind": "dtype", "value": str(value).removeprefix("torch.")}
+    if isinstance(value, (list, tuple)) and depth < MAX_DEPTH and len(value) <= MAX_ITEMS:
+        kind = "size" if isinstance(value, torch.Size) else "list" if isinstance(value, list) else "tuple"
+        return {"kind": kind, "items": [describe(v, depth + 1) for v in value]}
+    if isinstance(value, dict) and depth < MAX_DEPTH and all(isinstance(k, str) for k in value):
+        return {"kind": "dict", "keys": [str(k) for k in value],
+                "items": [describe(v, depth + 1) for v in value.values()]}
     if not isinstance(value, torch.Tensor):
         return {"kind": "unsupported", "type": type(value).__name__}
+    return _describe_tensor(value)
+
+
+def _describe_tensor(value: Any) -> dict[str, Any]:
+    import torch
+
     t = value.detach()
     desc = {"kind": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
             "device": t.device.type}
@@ -137,7 +200,14 @@ def _cuda_storage(args: Any) -> Any:
         raise HandoffError(f"cannot open the CUDA IPC handle: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
-def open_value(desc: Any, device: str) -> Any:
+def _open_items(desc: dict[str, Any], device: str, depth: int) -> list[Any]:
+    items = desc.get("items")
+    if not isinstance(items, list) or len(items) > MAX_ITEMS or depth >= MAX_DEPTH:
+        raise HandoffError(f"bad {desc.get('kind')} descriptor")
+    return [open_value(d, device, depth + 1) for d in items]
+
+
+def open_value(desc: Any, device: str, depth: int = 0) -> Any:
     """Return the value a descriptor names (comparer side), on ``device``; ``HandoffError`` if malformed."""
     import torch
 
@@ -146,10 +216,30 @@ def open_value(desc: Any, device: str) -> Any:
         return None
     if kind == "value" and isinstance(desc.get("value"), (bool, int, float)):
         return desc["value"]
+    if kind == "str" and isinstance(desc.get("value"), str):
+        return desc["value"]
+    if kind == "dtype" and desc.get("value") in DTYPES:
+        return getattr(torch, desc["value"])
+    if kind in ("list", "tuple", "size"):
+        items = _open_items(desc, device, depth)
+        if kind == "size":
+            return torch.Size(_ints(items, "size"))
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        keys, items = desc.get("keys"), _open_items(desc, device, depth)
+        if not isinstance(keys, list) or len(keys) != len(items) or not all(isinstance(k, str) for k in keys):
+            raise HandoffError("bad dict descriptor")
+        return dict(zip(keys, items, strict=True))
     if kind == "unsupported":
         return f"<unsupported output type {str(desc.get('type'))[:60]}>"
     if kind != "tensor" or desc.get("dtype") not in DTYPES:
         raise HandoffError(f"bad descriptor: {str(desc)[:120]}")
+    return _open_tensor(desc, device)
+
+
+def _open_tensor(desc: dict[str, Any], device: str) -> Any:
+    import torch
+
     dtype = getattr(torch, desc["dtype"])
     shape, stride = _ints(desc.get("shape"), "shape"), _ints(desc.get("stride"), "stride")
     offset = _ints([desc.get("offset")], "offset")[0]

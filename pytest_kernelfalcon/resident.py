@@ -41,10 +41,10 @@ from pytest_kernelfalcon.child import (
     pin_tf32_off,
     reference_forward,
     short_error,
-    to_host,
     torch_dtype,
 )
 from pytest_kernelfalcon.compare import identical
+from pytest_kernelfalcon.handoff import to_host
 from pytest_kernelfalcon.judge import shapes_of, signal_name, trial_context
 from pytest_kernelfalcon.resident_candidate import Forked
 
@@ -100,7 +100,7 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan, strong = {**plan, "strong_error": short_error(exc)}, []
     case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
-            "init_inputs": [to_host(x) for x in init_inputs], "trials": trials, "strong_trials": strong}
+            "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)], "trials": trials, "strong_trials": strong}
     probes = tracker.found()
     del model, tracker
     release_device_memory(job["device"])

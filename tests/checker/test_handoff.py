@@ -90,10 +90,40 @@ def test_none_round_trips() -> None:
     assert through_json(None) is None
 
 
-@pytest.mark.parametrize("value, name", [("text", "str"), ({"a": 1}, "dict"), (object(), "object")])
+@pytest.mark.parametrize("value, name", [(object(), "object"), ({1: 2}, "dict"), (slice(1, 2), "slice")])
 def test_unsupported_output_becomes_a_string(value: Any, name: str) -> None:
     got = through_json(value)
     assert got == f"<unsupported output type {name}>"
+
+
+NESTED = [
+    "text", (3, 5), [1, [2, (3, 4)]], {"shape": (2, 3), "eps": 1e-5, "name": "ln"}, torch.float16,
+    torch.Size([4, 5]), (), [], (True, None, 2.5),
+]
+
+
+@pytest.mark.parametrize("value", NESTED, ids=lambda v: type(v).__name__)
+def test_containers_strings_and_dtypes_round_trip_through_a_descriptor(value: Any) -> None:
+    got = through_json(value)
+    assert got == value and type(got) is type(value)
+
+
+def test_tensors_inside_containers_round_trip() -> None:
+    value = ([torch.arange(3)], {"mask": torch.tensor([True, False])})
+    got = through_json(value)
+    assert isinstance(got, tuple) and isinstance(got[0], list) and isinstance(got[1], dict)
+    assert_same_tensor(got[0][0], value[0][0])
+    assert_same_tensor(got[1]["mask"], value[1]["mask"])
+
+
+@pytest.mark.parametrize("desc", [
+    {"kind": "tuple", "items": "nope"}, {"kind": "list"}, {"kind": "size", "items": [{"kind": "str", "value": "a"}]},
+    {"kind": "dict", "keys": ["a"], "items": []}, {"kind": "dict", "keys": [1], "items": [{"kind": "none"}]},
+    {"kind": "str", "value": 3}, {"kind": "dtype", "value": "os.system"},
+], ids=["items-not-list", "no-items", "size-of-str", "dict-short", "dict-int-key", "str-not-str", "dtype-unknown"])
+def test_malformed_container_descriptors_raise(desc: dict[str, Any]) -> None:
+    with pytest.raises(HandoffError):
+        open_value(desc, "cpu")
 
 
 def test_unsupported_type_name_is_cut() -> None:
