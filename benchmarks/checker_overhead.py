@@ -92,7 +92,7 @@ def split(timings: dict[str, float], wall_s: float, with_reference: bool) -> dic
 
 def measure(key: str, task: Path, device: str, shapes: str, timeout_s: float, executor: Any = None) -> Sample:
     """Verify one candidate twice with one checker (reference computed, then cached); return the split."""
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     checker = Checker(CheckOptions(device=device, shapes=shapes, timeout_s=timeout_s), executor)
     try:
@@ -116,7 +116,7 @@ def measure_device(device: str, args: argparse.Namespace, candidates: list[tuple
     """Measure every candidate on one device (on one warm worker with ``--executor warm``)."""
     executor = None
     if args.executor == "warm":
-        from pytest_kernelfalcon.warm import WarmExecutor
+        from pytest_kernelfalcon.executor.warm import WarmExecutor
 
         executor = WarmExecutor(pool_size=1, device=device)
     try:

@@ -77,7 +77,7 @@ SHAPES = {"cpu": "scaled", "cuda": "official"}  # --shapes overrides
 
 def make_checkers(device: str, executor: Any, tasks: set[Path], timeout_s: float) -> dict[Path, Any]:
     """Return one checker per task on ``executor`` with its reference computed (cached)."""
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     shapes = SHAPES[device]
     checkers = {}
@@ -161,9 +161,9 @@ def progress(line: str) -> None:
 
 def make_executor(name: str, device: str, size: int) -> Any:
     """Return the executor of a path (both isolated the same way)."""
-    from pytest_kernelfalcon.executor import ColdExecutor
-    from pytest_kernelfalcon.isolation import IsolationPolicy
-    from pytest_kernelfalcon.warm import WarmExecutor
+    from pytest_kernelfalcon.executor.base import ColdExecutor
+    from pytest_kernelfalcon.executor.isolation import IsolationPolicy
+    from pytest_kernelfalcon.executor.warm import WarmExecutor
 
     if name == "cold":
         return ColdExecutor(isolation=IsolationPolicy())
@@ -223,7 +223,7 @@ def fault_stream(device: str, count: int, timeout_s: float) -> dict[str, Any]:
 
 def pool_health(executor: Any, zombies_of: Any) -> dict[str, Any]:
     """Return live workers, zombies and processes left under the job uids once replacements settle."""
-    from pytest_kernelfalcon.isolation import kill_uid
+    from pytest_kernelfalcon.executor.isolation import kill_uid
 
     pools = list(executor.pools().values())
     deadline = time.monotonic() + 120
@@ -251,7 +251,7 @@ PLAIN_SEEDS = 5
 
 def relu_official(timeout_s: float) -> list[dict[str, Any]]:
     """Time a full official-shape check of level1/19_ReLU (reference included) on both paths, and the plain way."""
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     task = kernelbench_root() / "level1" / "19_ReLU.py"
     rows = []

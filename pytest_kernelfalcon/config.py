@@ -187,7 +187,7 @@ def _convert(dest: str, kind: str, value: Any, root: Path) -> Any:
 def _shard(value: Any) -> tuple[int, int] | None:
     if value is None or isinstance(value, tuple):
         return value
-    from pytest_kernelfalcon.shard import parse_shard
+    from pytest_kernelfalcon.reports.shard import parse_shard
 
     try:
         return parse_shard(str(value))

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_kernelfalcon.config import OPTIONS, FalconConfig
-from pytest_kernelfalcon.outcome import TaskOutcome
+from pytest_kernelfalcon.core.outcome import TaskOutcome
 from pytest_kernelfalcon.session import FalconSession, new_run_id
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.tasks import TaskFile
+    from pytest_kernelfalcon.core.tasks import TaskFile
 
 SESSION_KEY = pytest.StashKey[FalconSession]()
 OUTCOME_PROPERTY = "falcon_outcome"
@@ -76,7 +76,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         return None
     import os
 
-    from pytest_kernelfalcon.gpus import auto_workers, cuda_device_count
+    from pytest_kernelfalcon.core.gpus import auto_workers, cuda_device_count
 
     return auto_workers(dict(os.environ), cuda_device_count())
 
@@ -91,7 +91,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Collect a ``.py`` file defining ``Model``, ``get_inputs`` and ``get_init_inputs`` as a task."""
     if file_path.suffix != ".py" or SESSION_KEY not in parent.config.stash:
         return None
-    from pytest_kernelfalcon.tasks import discover_tasks
+    from pytest_kernelfalcon.core.tasks import discover_tasks
 
     tasks = discover_tasks([file_path])
     if not tasks:
@@ -154,7 +154,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash.get(SESSION_KEY, None)
     if session is None or session.cfg.falcon_shard is None:
         return
-    from pytest_kernelfalcon.shard import select_shard
+    from pytest_kernelfalcon.reports.shard import select_shard
 
     index, count = session.cfg.falcon_shard
     tasks = [item for item in items if isinstance(item, TaskItem)]
@@ -226,7 +226,7 @@ class FalconController:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write the report and apply the CI gate (a failed gate fails the session)."""
-        from pytest_kernelfalcon.reporting import finish_run
+        from pytest_kernelfalcon.reports.summary import finish_run
 
         if session.config.option.collectonly:
             return
@@ -235,7 +235,7 @@ class FalconController:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print per-level pass rates, failure categories, usage and the gate's verdict."""
-        from pytest_kernelfalcon.reporting import summary_text
+        from pytest_kernelfalcon.reports.summary import summary_text
 
         if terminalreporter.config.option.collectonly:
             return

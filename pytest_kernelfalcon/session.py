@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.config import FalconConfig
-from pytest_kernelfalcon.outcome import TaskOutcome
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.core.outcome import TaskOutcome
+from pytest_kernelfalcon.core.verdict import Category
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker import Checker
-    from pytest_kernelfalcon.tasks import TaskFile
+    from pytest_kernelfalcon.checker.checker import Checker
+    from pytest_kernelfalcon.core.tasks import TaskFile
 
 
 def new_run_id() -> str:
@@ -79,8 +79,8 @@ class FalconSession:
 
     def check_options(self) -> Any:
         """The checker options this session uses for final acceptance."""
-        from pytest_kernelfalcon.checker import CheckOptions
-        from pytest_kernelfalcon.gpus import gpu_for_worker
+        from pytest_kernelfalcon.checker.checker import CheckOptions
+        from pytest_kernelfalcon.core.gpus import gpu_for_worker
 
         device = self.cfg.device
         gpu = gpu_for_worker(self.worker_id, dict(os.environ), _cuda_count()) if device == "cuda" else None
@@ -92,7 +92,7 @@ class FalconSession:
         """The process's checker (reference outputs cached across items)."""
         with self._lock:
             if self._checker is None:
-                from pytest_kernelfalcon.checker import Checker
+                from pytest_kernelfalcon.checker.checker import Checker
 
                 options = self.check_options()
                 self._executor = self.make_executor(options)
@@ -101,12 +101,12 @@ class FalconSession:
 
     def make_executor(self, options: Any) -> Any:
         """The executor for candidate jobs: warm workers (one pool per process) or a fresh process each."""
-        from pytest_kernelfalcon.checker import resolve_device
-        from pytest_kernelfalcon.executor import ColdExecutor
+        from pytest_kernelfalcon.checker.checker import resolve_device
+        from pytest_kernelfalcon.executor.base import ColdExecutor
 
         if self.cfg.executor == "cold":
             return ColdExecutor()
-        from pytest_kernelfalcon.warm import WarmExecutor
+        from pytest_kernelfalcon.executor.warm import WarmExecutor
 
         return WarmExecutor(pool_size=self.cfg.falcon_workers, device=resolve_device(options.device),
                             gpu=options.gpu)
@@ -123,7 +123,7 @@ class FalconSession:
 
     def bench(self, task: TaskFile, outcome: TaskOutcome) -> TaskOutcome:
         """Time the verified ``ModelNew`` against eager and ``torch.compile``; add speed-ups."""
-        from pytest_kernelfalcon.timing import BenchOptions, bench_task
+        from pytest_kernelfalcon.reports.timing import BenchOptions, bench_task
 
         model_new = outcome.model_new or outcome.extra.get("candidate")
         if model_new is None:

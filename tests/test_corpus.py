@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.core.verdict import Category
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SCALED_TIMEOUT_S = 60.0
@@ -102,7 +102,7 @@ def corpus_shapes() -> str:
 
 def corpus_data_path() -> str:
     """Return the checker's data path for this run (``FALCON_CORPUS_DATA_PATH``, default ``auto``)."""
-    from pytest_kernelfalcon.checker import DATA_PATHS
+    from pytest_kernelfalcon.checker.checker import DATA_PATHS
 
     path = os.environ.get("FALCON_CORPUS_DATA_PATH", "auto")
     if path not in DATA_PATHS:
@@ -117,14 +117,14 @@ def _params() -> list[Any]:
 @pytest.fixture(scope="module")
 def checker_for() -> Iterator[Callable[[str, float], Any]]:
     """A factory of ``Checker`` objects, one per (task, timeout), closed at module end."""
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     made: dict[tuple[str, float], Checker] = {}
     shapes = corpus_shapes()
     executor = None
     if os.environ.get("FALCON_CORPUS_EXECUTOR") == "warm":  # one warm worker for the whole module
-        from pytest_kernelfalcon.checker import resolve_device
-        from pytest_kernelfalcon.warm import WarmExecutor
+        from pytest_kernelfalcon.checker.checker import resolve_device
+        from pytest_kernelfalcon.executor.warm import WarmExecutor
 
         executor = WarmExecutor(pool_size=1, device=resolve_device("auto"))
 

@@ -30,8 +30,8 @@ from test_corpus import (
     verdict_name,
 )
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
-from pytest_kernelfalcon.verdict import Category, Verdict
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 RESIDENT_TIMEOUT_S = 60.0
 SCALED_ADD = "corpus:tasks/scaled_add.py"

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.audit import static_audit
-from pytest_kernelfalcon.shapes import fuzz_plans, scaled_plans
-from pytest_kernelfalcon.tasks import TaskFile, discover_tasks, rewrite_constants, size_constants
+from pytest_kernelfalcon.checker.static_audit import static_audit
+from pytest_kernelfalcon.core.shapes import fuzz_plans, scaled_plans
+from pytest_kernelfalcon.core.tasks import (
+    TaskFile,
+    discover_tasks,
+    rewrite_constants,
+    size_constants,
+)
 
 
 @pytest.fixture(scope="module")

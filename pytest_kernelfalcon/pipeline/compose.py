@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, bound_names, extract_code
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rename import prefix_kernel
@@ -18,11 +19,10 @@ from pytest_kernelfalcon.pipeline.sources import (
     statements,
     task_tail,
 )
-from pytest_kernelfalcon.verdict import Category
 
 if TYPE_CHECKING:
+    from pytest_kernelfalcon.core.verdict import Verdict
     from pytest_kernelfalcon.pipeline.config import TaskScope
-    from pytest_kernelfalcon.verdict import Verdict
 
 
 @dataclass(frozen=True)

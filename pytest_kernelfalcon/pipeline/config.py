@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.outcome import Usage
+from pytest_kernelfalcon.core.outcome import Usage
 from pytest_kernelfalcon.pipeline.prompts import Prompts, load_prompts
 from pytest_kernelfalcon.pipeline.rundir import DEFAULT_ROOT, RunDir
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker import Checker
-    from pytest_kernelfalcon.executor import Executor
+    from pytest_kernelfalcon.checker.checker import Checker
+    from pytest_kernelfalcon.core.tasks import TaskFile
+    from pytest_kernelfalcon.executor.base import Executor
     from pytest_kernelfalcon.llm.base import Completion, Provider
-    from pytest_kernelfalcon.tasks import TaskFile
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -141,7 +141,7 @@ class RunContext:
               executor: Executor | None = None, rundir: RunDir | None = None,
               on_event: EventSink | None = None, record: bool = True) -> RunContext:
         """Return a context: run dir made, provider wrapped by the ``Recorder``, ``run.json`` written."""
-        from pytest_kernelfalcon.executor import ColdExecutor
+        from pytest_kernelfalcon.executor.base import ColdExecutor
 
         rundir = rundir or RunDir.create(config.run_root)
         executor = executor or ColdExecutor()
@@ -167,15 +167,15 @@ class RunContext:
 
 
 def _make_checker(config: PipelineConfig, executor: Executor) -> Checker:
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     return Checker(config.check or CheckOptions(), executor)
 
 
 def run_record(ctx: RunContext) -> dict[str, Any]:
     """Return ``run.json``'s content: config, versions, GPU, isolation, prompt hashes, provider, model."""
-    from pytest_kernelfalcon.gpus import cuda_device_name
-    from pytest_kernelfalcon.report import package_versions
+    from pytest_kernelfalcon.core.gpus import cuda_device_name
+    from pytest_kernelfalcon.reports.report import package_versions
 
     return {
         "run_id": ctx.rundir.run_id,

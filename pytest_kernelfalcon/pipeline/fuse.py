@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
 from pytest_kernelfalcon.pipeline.sources import fused_file
-from pytest_kernelfalcon.verdict import Category
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker import Checker
+    from pytest_kernelfalcon.checker.checker import Checker
     from pytest_kernelfalcon.pipeline.config import TaskScope
 
 
@@ -33,7 +33,7 @@ class FuseResult:
 
 def fuse_checker(scope: TaskScope) -> Checker:
     """Return a checker judging ``FusedModel`` for plain equivalence (no anti-cheat audit)."""
-    from pytest_kernelfalcon.checker import Checker
+    from pytest_kernelfalcon.checker.checker import Checker
 
     base = scope.ctx.checker
     options = dataclasses.replace(base.options, entry="FusedModel", audit=False)

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
 from pytest_kernelfalcon.pipeline.config import BudgetExceeded
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_text, read_json
-from pytest_kernelfalcon.verdict import Category
 
 if TYPE_CHECKING:
+    from pytest_kernelfalcon.core.verdict import Verdict
     from pytest_kernelfalcon.pipeline.config import TaskScope
     from pytest_kernelfalcon.pipeline.extract import SubgraphSpec
-    from pytest_kernelfalcon.verdict import Verdict
 
 # how far a failed candidate got; the most informative failure is the one that got furthest
 PROGRESS = ("llm_error", "format_error", "compile_error", "timeout", "crash", "runtime_error",
@@ -107,7 +107,7 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
 
 def _reference_problem(scope: TaskScope, spec: SubgraphSpec) -> str | None:
     """Run (and cache) the spec's reference once before the workers start; return its error if any."""
-    from pytest_kernelfalcon.verdict import Verdict
+    from pytest_kernelfalcon.core.verdict import Verdict
 
     found = scope.ctx.checker.reference(spec.task_path.read_text(encoding="utf-8"))
     return found.detail if isinstance(found, Verdict) else None

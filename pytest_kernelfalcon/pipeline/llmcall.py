@@ -69,7 +69,7 @@ def save_usage(scope: TaskScope) -> None:
 
 def load_usage(task_dir: Path) -> tuple[Any, tuple[str, ...]]:
     """Return the ``Usage`` and sources an earlier session of this task recorded (zero if none)."""
-    from pytest_kernelfalcon.outcome import Usage
+    from pytest_kernelfalcon.core.outcome import Usage
     from pytest_kernelfalcon.pipeline.rundir import read_json
 
     path = task_dir / "usage.json"

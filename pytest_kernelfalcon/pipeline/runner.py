@@ -6,7 +6,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.outcome import TaskOutcome
+from pytest_kernelfalcon.core.outcome import TaskOutcome
+from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.compose import Kernel, compose_model
 from pytest_kernelfalcon.pipeline.config import BudgetExceeded, TaskBudget, TaskScope
 from pytest_kernelfalcon.pipeline.extract import ExtractRequest, extract_subgraphs
@@ -14,11 +15,10 @@ from pytest_kernelfalcon.pipeline.fuse import fuse_model
 from pytest_kernelfalcon.pipeline.generate import generate_kernel
 from pytest_kernelfalcon.pipeline.llmcall import load_usage
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, read_json
-from pytest_kernelfalcon.verdict import Category
 
 if TYPE_CHECKING:
+    from pytest_kernelfalcon.core.tasks import TaskFile
     from pytest_kernelfalcon.pipeline.config import RunContext
-    from pytest_kernelfalcon.tasks import TaskFile
 
 
 class StageFailed(Exception):

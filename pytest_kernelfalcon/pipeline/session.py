@@ -11,9 +11,9 @@ from pytest_kernelfalcon.pipeline.rundir import RunDir
 from pytest_kernelfalcon.pipeline.runner import run_task
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.outcome import TaskOutcome
+    from pytest_kernelfalcon.core.outcome import TaskOutcome
+    from pytest_kernelfalcon.core.tasks import TaskFile
     from pytest_kernelfalcon.session import FalconSession
-    from pytest_kernelfalcon.tasks import TaskFile
 
 
 @dataclass

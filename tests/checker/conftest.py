@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from checker_samples import HEADER, RELU_TASK, write
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
 
 @pytest.fixture(scope="session")

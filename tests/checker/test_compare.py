@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_kernelfalcon.compare import (
+from pytest_kernelfalcon.core.compare import (
     flatten_outputs,
     identical,
     low_signal_probes,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_kernelfalcon.compare import (
+from pytest_kernelfalcon.core.compare import (
     CHUNK,
     ProbeTracker,
     low_signal_probes,
@@ -51,7 +51,7 @@ def test_layout_does_not_matter_only_values() -> None:
 
 def test_digest_weights_come_from_a_fixed_seed() -> None:
     # a fresh weight cache (as in a new comparer process) gives the same digest
-    from pytest_kernelfalcon import compare
+    from pytest_kernelfalcon.core import compare
 
     x = torch.randn(100, generator=gen(4))
     before = tensor_digest(x)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_kernelfalcon.executor import ColdExecutor, Job, JobResult, scrubbed_env
-from pytest_kernelfalcon.judge import job_failure
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.judge import job_failure
+from pytest_kernelfalcon.core.verdict import Category
+from pytest_kernelfalcon.executor.base import ColdExecutor, Job, JobResult, scrubbed_env
 
 EMPTY_JOB = {"version": 1, "mode": "candidate", "entry": "ModelNew", "device": "cpu", "dtype": "fp32",
              "cases": [], "audit": False, "poison": False}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_kernelfalcon.handoff import (
+from pytest_kernelfalcon.core.handoff import (
     MAX_DIMS,
     MAX_FRAME,
     HandoffError,

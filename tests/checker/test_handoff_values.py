@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_kernelfalcon.handoff import UncarriableValue, to_host
+from pytest_kernelfalcon.core.handoff import UncarriableValue, to_host
 
 
 class Mode(enum.IntEnum):

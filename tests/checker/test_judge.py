@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from pytest_kernelfalcon.checker import CheckOptions, Reference
-from pytest_kernelfalcon.executor import JobResult
-from pytest_kernelfalcon.judge import judge_candidate
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.checker import CheckOptions, Reference
+from pytest_kernelfalcon.checker.judge import judge_candidate
+from pytest_kernelfalcon.core.verdict import Category
+from pytest_kernelfalcon.executor.base import JobResult
 
 AUDIT_OK = {"enabled": True, "ops": {}, "forbidden": [], "triton_launches": 2, "launches_per_trial": [1, 1],
             "tamper": [], "side_stream": False, "state_copy": {}}

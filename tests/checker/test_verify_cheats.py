@@ -7,8 +7,8 @@ from pathlib import Path
 
 from checker_samples import CORRECT_FORWARD
 
-from pytest_kernelfalcon.checker import Checker
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.checker import Checker
+from pytest_kernelfalcon.core.verdict import Category
 
 Make = Callable[[str], Path]
 

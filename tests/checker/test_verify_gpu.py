@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from checker_samples import CORRECT_FORWARD, RELU_TASK, write
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.core.verdict import Category
 
 Make = Callable[[str], Path]
 pytestmark = pytest.mark.gpu

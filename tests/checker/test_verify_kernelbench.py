@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from checker_samples import CORRECT_FORWARD
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
-from pytest_kernelfalcon.cli_verify import main
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.cli.verify import main
+from pytest_kernelfalcon.core.verdict import Category
 
 Make = Callable[[str], Path]
 

@@ -16,7 +16,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 @pytest.fixture(scope="module")
 def warm() -> Iterator[object]:
     """A CPU WarmExecutor with two workers, shared by a module's tests."""
-    from pytest_kernelfalcon.warm import WarmExecutor
+    from pytest_kernelfalcon.executor.warm import WarmExecutor
 
     executor = WarmExecutor(pool_size=2, device="cpu")
     yield executor

@@ -124,7 +124,7 @@ def alive(pid: int) -> bool:
 
 def uid_processes(uid: int) -> list[int]:
     """Return live processes whose real uid is ``uid``."""
-    from pytest_kernelfalcon.isolation import _status_uid
+    from pytest_kernelfalcon.executor.isolation import _status_uid
 
     return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _status_uid(e) == uid]
 

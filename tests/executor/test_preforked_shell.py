@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from samples import FAULTS, RELU_TASK, candidate_source, group_members, write, zombies_of
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
-from pytest_kernelfalcon.isolation import children_of
-from pytest_kernelfalcon.warm import WarmExecutor
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.executor.isolation import children_of
+from pytest_kernelfalcon.executor.warm import WarmExecutor
 
 RESIDENT = CheckOptions(device="cpu", shapes="official", seeds=1, timeout_s=8.0, data_path="resident")
 STREAM = ["correct", "segfault", "exception", "os_exit", "torch_compute", "hang", "fork_spam", "correct"]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from samples import alive, import_job, read_json, uid_processes, zombies_of
 
-from pytest_kernelfalcon.executor import Job, JobResult
-from pytest_kernelfalcon.judge import job_failure
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.checker.judge import job_failure
+from pytest_kernelfalcon.core.verdict import Category
+from pytest_kernelfalcon.executor.base import Job, JobResult
 
 
 def run(warm: Any, jobdir: Path, body: str, timeout: float = 30.0,
@@ -156,7 +156,7 @@ def _cwd_under(top: str) -> list[int]:
 
 
 def test_closing_while_workers_start_leaves_no_process() -> None:
-    from pytest_kernelfalcon.warm import WarmExecutor
+    from pytest_kernelfalcon.executor.warm import WarmExecutor
 
     for _ in range(3):
         executor = WarmExecutor(pool_size=2, device="cpu", mode="once")  # 4 workers start in the background

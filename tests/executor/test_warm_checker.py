@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from samples import FAULTS, RELU_TASK, candidate_source, uid_processes, write, zombies_of
 
-from pytest_kernelfalcon.checker import Checker, CheckOptions
-from pytest_kernelfalcon.executor import ColdExecutor
-from pytest_kernelfalcon.warm import WarmExecutor
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.executor.base import ColdExecutor
+from pytest_kernelfalcon.executor.warm import WarmExecutor
 
 OPTIONS = CheckOptions(device="cpu", shapes="official", seeds=1, timeout_s=4.0)
 COLD_OPTIONS = CheckOptions(device="cpu", shapes="official", seeds=1, timeout_s=20.0)  # cold start ~3 s idle, 8+ s under CI load

@@ -17,7 +17,7 @@ import pipeline_tiny as tiny  # noqa: E402
 @pytest.fixture(scope="module")
 def checker() -> Iterator[Any]:
     """A CPU checker (scaled shapes, one seed); its reference cache is shared by a module's tests."""
-    from pytest_kernelfalcon.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 
     made = Checker(CheckOptions(device="cpu", shapes="scaled", seeds=1, timeout_s=120))
     yield made

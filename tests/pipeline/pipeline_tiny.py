@@ -105,7 +105,7 @@ def write_task(root: Path, source: str = TASK, name: str = "1_ScaleRelu") -> Pat
 
 def task_of(root: Path) -> Any:
     """Return the ``TaskFile`` of the tiny task under ``root``."""
-    from pytest_kernelfalcon.tasks import discover_tasks
+    from pytest_kernelfalcon.core.tasks import discover_tasks
 
     return discover_tasks([root / "level1"])[0]
 

@@ -80,10 +80,10 @@ import os, sys, json
 sys.path.insert(0, {here!r})
 import pipeline_tiny as tiny
 from pathlib import Path
-from pytest_kernelfalcon.checker import CheckOptions
+from pytest_kernelfalcon.checker.checker import CheckOptions
 from pytest_kernelfalcon.llm import ScriptedProvider, ScriptStep
 from pytest_kernelfalcon.pipeline import PipelineConfig, RunContext, RunDir, run_task
-from pytest_kernelfalcon.tasks import discover_tasks
+from pytest_kernelfalcon.core.tasks import discover_tasks
 def answer(req):
     if req.key.stage == "fuse":
         return tiny.answer(tiny.FUSED)

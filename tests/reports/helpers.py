@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_kernelfalcon.outcome import TaskOutcome, Usage
-from pytest_kernelfalcon.report import build_report
+from pytest_kernelfalcon.core.outcome import TaskOutcome, Usage
+from pytest_kernelfalcon.reports.report import build_report
 
 META: dict[str, Any] = {
     "config": {"falcon_strategy": "pipeline", "falcon_dtype": "fp32", "falcon_shard": None, "falcon_report": None},

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_kernelfalcon.report import load_report, write_report
-from pytest_kernelfalcon.shard import select_shard
+from pytest_kernelfalcon.reports.report import load_report, write_report
+from pytest_kernelfalcon.reports.shard import select_shard
 
 from .helpers import many_outcomes, outcome, report_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kernelfalcon.gate import compare_reports, evaluate_gate, parse_rate
+from pytest_kernelfalcon.reports.gate import compare_reports, evaluate_gate, parse_rate
 
 from .helpers import outcome, report_of
 

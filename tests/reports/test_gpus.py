@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kernelfalcon.gpus import auto_workers, gpu_for_worker, visible_gpus, worker_index
+from pytest_kernelfalcon.core.gpus import auto_workers, gpu_for_worker, visible_gpus, worker_index
 
 
 def test_workers_pin_the_callers_visible_devices_in_order() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.outcome import Usage
-from pytest_kernelfalcon.report import (
+from pytest_kernelfalcon.core.outcome import Usage
+from pytest_kernelfalcon.reports.report import (
     SCHEMA,
     ReportError,
     build_report,

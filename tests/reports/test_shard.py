@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from pytest_kernelfalcon.cli_report import merge_reports
-from pytest_kernelfalcon.report import ReportError
-from pytest_kernelfalcon.shard import parse_shard, select_shard
+from pytest_kernelfalcon.cli.report import merge_reports
+from pytest_kernelfalcon.reports.report import ReportError
+from pytest_kernelfalcon.reports.shard import parse_shard, select_shard
 
 from .helpers import many_outcomes, report_of
 
@@ -47,7 +47,7 @@ def test_shard_does_not_depend_on_collection_order() -> None:
 
 
 def test_shards_are_the_same_in_other_processes() -> None:
-    code = ("import json, sys; from pytest_kernelfalcon.shard import select_shard; "
+    code = ("import json, sys; from pytest_kernelfalcon.reports.shard import select_shard; "
             "print(json.dumps([select_shard(json.loads(sys.argv[1]), i, 3) for i in (1, 2, 3)]))")
     runs = [subprocess.run([sys.executable, "-c", code, json.dumps(IDS)], capture_output=True, text=True,
                            check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]

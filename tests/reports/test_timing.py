@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.executor import JobResult
-from pytest_kernelfalcon.timing import (
+from pytest_kernelfalcon.executor.base import JobResult
+from pytest_kernelfalcon.reports.timing import (
     REFUSED,
     BenchOptions,
     TimingRefused,
@@ -93,7 +93,7 @@ def test_interpret_child_failures() -> None:
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pytest_kernelfalcon.timing import gpu_lock
+    from pytest_kernelfalcon.reports.timing import gpu_lock
     with gpu_lock("3", Path(sys.argv[1]), shared=sys.argv[2] == "shared"):
         print("held", flush=True)
         time.sleep(1.0)

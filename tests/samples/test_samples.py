@@ -252,7 +252,7 @@ def _forward_of(tree: ast.Module, class_name: str) -> ast.FunctionDef:
 
 def checker_or_skip() -> Any:
     """Return the project's checker module, or skip where it is not importable yet."""
-    return pytest.importorskip("pytest_kernelfalcon.checker")
+    return pytest.importorskip("pytest_kernelfalcon.checker.checker")
 
 
 @pytest.mark.slow
@@ -286,7 +286,7 @@ def test_generate_answers_pass_the_checker_on_gpu(task: Path, tmp_path: Path) ->
 
 def check_generate_answers(task: Path, tmp_path: Path, options: Any) -> None:
     """Verify every generate round of ``task`` through the checker as a subgraph task."""
-    from pytest_kernelfalcon.checker import verify_candidate
+    from pytest_kernelfalcon.checker.checker import verify_candidate
 
     fused_code = answer_code(answer_rounds(task, "fuse")[-1])
     for i, call in enumerate(subgraphs_of(task, None)):

@@ -6,15 +6,15 @@ import textwrap
 
 import pytest
 
-from pytest_kernelfalcon import audit
-from pytest_kernelfalcon.audit import (
+from pytest_kernelfalcon.checker import static_audit as audit
+from pytest_kernelfalcon.checker.static_audit import (
     Finding,
     integrity_changes,
     integrity_snapshot,
     is_allowed_op,
     static_audit,
 )
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.core.verdict import Category
 
 RELU = '''
 import torch
@@ -229,7 +229,7 @@ CHEATS = [
     ("out.__class__ = FakeTensor\n", Category.CHECKER_TAMPER, 1),
     ("import torch\nT = torch.Tensor\nT.cpu = fake\n", Category.CHECKER_TAMPER, 3),
     ("import sys\nsys.modules['torch'] = fake\n", Category.CHECKER_TAMPER, 2),
-    ("import sys\nsys.modules.pop('pytest_kernelfalcon.child')\n", Category.CHECKER_TAMPER, 2),
+    ("import sys\nsys.modules.pop('pytest_kernelfalcon.child.runtime')\n", Category.CHECKER_TAMPER, 2),
     ("import os\nos.environ['TRITON_INTERPRET'] = '0'\n", Category.CHECKER_TAMPER, 2),
     # checker tamper: dispatch machinery, tracing, processes
     ("from torch.utils._python_dispatch import TorchDispatchMode\n", Category.CHECKER_TAMPER, 1),
@@ -247,7 +247,7 @@ CHEATS = [
     ("import os\nos._exit(0)\n", Category.CHECKER_TAMPER, 2),
     ("import sys\nsys.exit(0)\n", Category.CHECKER_TAMPER, 2),
     ("exec(code)\n", Category.CHECKER_TAMPER, 1),
-    ("import pytest_kernelfalcon.child as c\n", Category.CHECKER_TAMPER, 1),
+    ("import pytest_kernelfalcon.child.runtime as c\n", Category.CHECKER_TAMPER, 1),
 ]
 
 
@@ -359,11 +359,11 @@ def test_integrity_snapshot_is_stable_and_names_replaced_objects(monkeypatch: py
 
     snapshot = integrity_snapshot()
     assert {"torch.allclose", "torch.Tensor.__eq__", "builtins.open", "triton.runtime.jit.JITFunction.run",
-            "pytest_kernelfalcon.audit.is_allowed_op"} <= set(snapshot)
+            "pytest_kernelfalcon.checker.static_audit.is_allowed_op"} <= set(snapshot)
     assert integrity_changes(snapshot) == []
     monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self: self)
     monkeypatch.setattr(audit.op_base_name, "__code__", (lambda name: "view").__code__)
     assert integrity_changes(snapshot) == [
-        "pytest_kernelfalcon.audit.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
+        "pytest_kernelfalcon.checker.static_audit.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
     ]

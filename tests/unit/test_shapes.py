@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_kernelfalcon.shapes import (
+from pytest_kernelfalcon.core.shapes import (
     BATCH_FLOOR,
     FLOOR,
     MAX_SCALED_PLANS,
@@ -21,7 +21,7 @@ from pytest_kernelfalcon.shapes import (
     scaled_plans,
     value_dist,
 )
-from pytest_kernelfalcon.tasks import rewrite_constants, size_constants
+from pytest_kernelfalcon.core.tasks import rewrite_constants, size_constants
 
 ATTENTION = """\
 batch_size = 128

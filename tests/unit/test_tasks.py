@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.child import exec_file
-from pytest_kernelfalcon.tasks import (
+from pytest_kernelfalcon.child.runtime import exec_file
+from pytest_kernelfalcon.core.tasks import (
     discover_tasks,
     is_task_source,
     rewrite_constants,

@@ -47,8 +47,8 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pytest_kernelfalcon.integrity import integrity_changes, integrity_snapshot
-from pytest_kernelfalcon.verdict import Category
+from pytest_kernelfalcon.child.integrity import integrity_changes, integrity_snapshot
+from pytest_kernelfalcon.core.verdict import Category
 
 
 def _words(text: str) -> frozenset[str]:

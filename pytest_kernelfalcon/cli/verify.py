@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_kernelfalcon.verdict import Verdict
+from pytest_kernelfalcon.core.verdict import Verdict
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker import CheckOptions
+    from pytest_kernelfalcon.checker.checker import CheckOptions
 
 
 class _UsageError(Exception):
@@ -67,7 +67,7 @@ def summary(verdict: Verdict, task: Path, candidate: Path) -> str:
 
 
 def _options(args: argparse.Namespace) -> CheckOptions:
-    from pytest_kernelfalcon.checker import CheckOptions, resolve_device
+    from pytest_kernelfalcon.checker.checker import CheckOptions, resolve_device
 
     device = resolve_device(args.device)
     shapes = args.shapes or ("official" if device == "cuda" else "scaled")
@@ -82,7 +82,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kernelfalcon verify``; return 0 accepted, 1 rejected, 2 bad usage or unreadable files."""
-    from pytest_kernelfalcon.checker import verify_candidate
+    from pytest_kernelfalcon.checker.checker import verify_candidate
 
     try:
         args = build_parser().parse_args(argv)

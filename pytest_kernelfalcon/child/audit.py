@@ -85,7 +85,7 @@ class RunAudit:
         """Wrap Triton's launch path and take the integrity snapshot (before the candidate loads)."""
         if not self.enabled:
             return
-        from pytest_kernelfalcon import audit
+        from pytest_kernelfalcon.checker import static_audit as audit
 
         self._wrap_triton()
         self._oplog = _make_oplog(self)
@@ -186,7 +186,7 @@ class RunAudit:
     # -- recording ----------------------------------------------------------------------
     def record_op(self, name: str) -> None:
         """Count an aten op; for a forbidden one also keep the candidate line that ran it."""
-        from pytest_kernelfalcon import audit
+        from pytest_kernelfalcon.checker import static_audit as audit
 
         self.ops[name] = self.ops.get(name, 0) + 1
         if audit.is_allowed_op(name):
@@ -235,8 +235,8 @@ class RunAudit:
 
     def outputs_to_host(self, outputs: list[Any]) -> list[Any]:
         """Copy outputs to host; on CUDA copy before and after a device sync to catch side streams."""
-        from pytest_kernelfalcon.compare import identical
-        from pytest_kernelfalcon.handoff import to_host
+        from pytest_kernelfalcon.core.compare import identical
+        from pytest_kernelfalcon.core.handoff import to_host
 
         first = [to_host(o, f"output {i}") for i, o in enumerate(outputs)]
         if self.device != "cuda":
@@ -258,7 +258,7 @@ class RunAudit:
         tensors = [o for o in outputs if isinstance(o, torch.Tensor)]
         before = [t.detach().clone() for t in tensors]
         torch.cuda.synchronize()
-        from pytest_kernelfalcon.compare import equal_tensors
+        from pytest_kernelfalcon.core.compare import equal_tensors
 
         if self.enabled and not all(equal_tensors(b, t) for b, t in zip(before, tensors, strict=True)):
             self.side_stream = True
@@ -279,7 +279,7 @@ class RunAudit:
         """Record tampering: torch/checker attributes changed, Triton wrappers removed, threads left."""
         if not self.enabled:
             return
-        from pytest_kernelfalcon import audit
+        from pytest_kernelfalcon.checker import static_audit as audit
 
         found = list(audit.integrity_changes(self._snapshot))
         found += [f"{owner.__name__}.{name} was replaced" for owner, name, _ in self._originals

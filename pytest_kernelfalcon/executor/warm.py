@@ -39,8 +39,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_kernelfalcon import isolation as iso
-from pytest_kernelfalcon.executor import (
+from pytest_kernelfalcon.executor import isolation as iso
+from pytest_kernelfalcon.executor.base import (
     POLL_S,
     ColdExecutor,
     Job,
@@ -48,8 +48,8 @@ from pytest_kernelfalcon.executor import (
     load_report,
     scrubbed_env,
 )
-from pytest_kernelfalcon.executor import read_tail as tail_of
-from pytest_kernelfalcon.isolation import DEFAULT_POLICY, IsolationPolicy, IsolationReport
+from pytest_kernelfalcon.executor.base import read_tail as tail_of
+from pytest_kernelfalcon.executor.isolation import DEFAULT_POLICY, IsolationPolicy, IsolationReport
 
 READY_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 60.0
@@ -107,7 +107,7 @@ class Worker:
             env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # is_available() must not init CUDA before fork
         self.log = open(self.home / "worker.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_kernelfalcon.warm_worker", "--mode", key.mode, "--device", key.device],
+            [sys.executable, "-m", "pytest_kernelfalcon.child.warm_worker", "--mode", key.mode, "--device", key.device],
             cwd=self.home, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             start_new_session=True,
         )
@@ -379,6 +379,6 @@ class WarmExecutor:
 
 
 def _resolve(device: str) -> str:
-    from pytest_kernelfalcon.checker import resolve_device
+    from pytest_kernelfalcon.checker.checker import resolve_device
 
     return resolve_device(device)

@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon import handoff
-from pytest_kernelfalcon.child import (
+from pytest_kernelfalcon.checker.judge import shapes_of, signal_name, trial_context
+from pytest_kernelfalcon.child.resident_candidate import Forked
+from pytest_kernelfalcon.child.runtime import (
     JobError,
     aliases,
     build_reference,
@@ -43,10 +44,9 @@ from pytest_kernelfalcon.child import (
     short_error,
     torch_dtype,
 )
-from pytest_kernelfalcon.compare import identical
-from pytest_kernelfalcon.handoff import to_host
-from pytest_kernelfalcon.judge import shapes_of, signal_name, trial_context
-from pytest_kernelfalcon.resident_candidate import Forked
+from pytest_kernelfalcon.core import handoff
+from pytest_kernelfalcon.core.compare import identical
+from pytest_kernelfalcon.core.handoff import to_host
 
 TAIL_CHARS = 600
 EXIT_WAIT_S = 5.0
@@ -74,7 +74,7 @@ def _reference_trial(get_inputs: Any, model: Any, job: dict[str, Any], seed: int
 
 def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Reference mode of the resident path (one official plan): summaries and probes, no tensors."""
-    from pytest_kernelfalcon.compare import ProbeTracker, tolerance_for
+    from pytest_kernelfalcon.core.compare import ProbeTracker, tolerance_for
 
     pin_tf32_off()
     entry = job["plans"][0]
@@ -170,7 +170,7 @@ class Shell:
 
     Either the fork a warm worker made before its CUDA context (``preforked``: torch is
     imported, and the worker had read no request, so the fork holds nothing of any job,
-    the result nonce included), or ``python -m pytest_kernelfalcon.resident_candidate``
+    the result nonce included), or ``python -m pytest_kernelfalcon.child.resident_candidate``
     (a fork of the comparer would carry the nonce in its memory). It stays in our process
     group (killed with us) and runs as our uid (CUDA IPC needs that).
     """
@@ -197,7 +197,7 @@ class Shell:
         self.from_shell, from_shell_w = os.pipe()
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest_kernelfalcon.resident_candidate", str(jobdir),
+                [sys.executable, "-m", "pytest_kernelfalcon.child.resident_candidate", str(jobdir),
                  str(to_shell_r), str(from_shell_w)],
                 pass_fds=(to_shell_r, from_shell_w), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=jobdir)
@@ -276,7 +276,7 @@ class Comparer:
     """Serves one candidate job: per trial, checks the inputs, computes the reference, reduces to facts."""
 
     def __init__(self, jobdir: Path, job: dict[str, Any]) -> None:
-        from pytest_kernelfalcon.compare import tolerance_for
+        from pytest_kernelfalcon.core.compare import tolerance_for
 
         self.job, self.device = job, job["device"]
         self.tol, self.dtype = tolerance_for(job["dtype"]), torch_dtype(job["dtype"])
@@ -304,7 +304,7 @@ class Comparer:
 
     def _trial(self, shell: Shell, message: dict[str, Any], get_inputs: Any, model: Any, case: dict[str, Any],
                trial: dict[str, Any]) -> dict[str, Any]:
-        from pytest_kernelfalcon.compare import trial_facts
+        from pytest_kernelfalcon.core.compare import trial_facts
 
         seed = trial["seed"]
         mine = draw_inputs(get_inputs, seed, self.device, self.dtype, tuple(trial["transform"]))
@@ -365,7 +365,7 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Comparer mode: serve one candidate job and return its facts, audit and timings (no tensors)."""
     import torch
 
-    from pytest_kernelfalcon import isolation
+    from pytest_kernelfalcon.executor import isolation
 
     global preforked
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_kernelfalcon.gate import Comparison, compare_reports
-from pytest_kernelfalcon.report import (
+from pytest_kernelfalcon.reports.gate import Comparison, compare_reports
+from pytest_kernelfalcon.reports.report import (
     ReportError,
     build_report,
     load_report,

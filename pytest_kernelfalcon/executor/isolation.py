@@ -442,7 +442,7 @@ def children_of(pid: int) -> list[int]:
 def probe(policy: IsolationPolicy, slot: int = 0) -> IsolationReport:
     """Run ``enter`` in a throwaway process and return what it could apply."""
     uid = candidate_uid(policy, slot)
-    cmd = [sys.executable, "-m", "pytest_kernelfalcon.isolation", policy.to_json(), str(uid)]
+    cmd = [sys.executable, "-m", "pytest_kernelfalcon.executor.isolation", policy.to_json(), str(uid)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     try:
         data = json.loads(done.stdout.strip().splitlines()[-1])

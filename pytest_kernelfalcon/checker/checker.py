@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.executor import ColdExecutor, Executor, Job, JobResult
-from pytest_kernelfalcon.judge import job_failure, judge_candidate
-from pytest_kernelfalcon.verdict import Category, Verdict
+from pytest_kernelfalcon.checker.judge import job_failure, judge_candidate
+from pytest_kernelfalcon.core.verdict import Category, Verdict
+from pytest_kernelfalcon.executor.base import ColdExecutor, Executor, Job, JobResult
 
 STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
 CPU_BUDGET_NUMEL = 1 << 16
@@ -108,7 +108,7 @@ def _read(path: Path) -> str | None:
 
 def static_rejection(source: str) -> Verdict | None:
     """Return a failing verdict for a static-audit finding that rejects without running, else None."""
-    from pytest_kernelfalcon import audit
+    from pytest_kernelfalcon.checker import static_audit as audit
 
     for finding in audit.static_audit(source):
         if finding.category in STATIC_REJECT:
@@ -188,7 +188,7 @@ class Checker:
         return found
 
     def _compute_reference(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
-        from pytest_kernelfalcon import shapes
+        from pytest_kernelfalcon.core import shapes
 
         start = time.monotonic()
         if self.resident:
@@ -206,7 +206,7 @@ class Checker:
         return found
 
     def _fuzz_reference(self, source: str, base: Any, cancel: threading.Event | None) -> Reference | Verdict:
-        from pytest_kernelfalcon import shapes
+        from pytest_kernelfalcon.core import shapes
 
         plans = shapes.fuzz_plans(source, max(self.options.seeds, 1), self.base_seed, base)
         return self._reference_job(source, plans, "each", 4 * self._budget(), cancel, last_exempt=False)
@@ -221,7 +221,7 @@ class Checker:
     def _reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
                        cancel: threading.Event | None, last_exempt: bool = True,
                        mode: str = "reference") -> Reference | Verdict:
-        from pytest_kernelfalcon.tasks import rewrite_constants
+        from pytest_kernelfalcon.core.tasks import rewrite_constants
 
         jobdir = Path(tempfile.mkdtemp(prefix="kf-ref-"))
         try:
@@ -242,7 +242,7 @@ class Checker:
             shutil.rmtree(jobdir, ignore_errors=True)
 
     def _reference_from(self, result: JobResult, plans: list[Any]) -> Reference | Verdict:
-        from pytest_kernelfalcon.compare import low_signal_probes, tolerance_for
+        from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
 
         failed = job_failure(result, "reference")
         if failed is not None:

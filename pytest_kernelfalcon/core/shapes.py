@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kernelfalcon.tasks import size_constants
+from pytest_kernelfalcon.core.tasks import size_constants
 
 SIZE_THRESHOLD = 8
 FLOOR = 4

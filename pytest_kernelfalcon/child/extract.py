@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.child import exec_file
+from pytest_kernelfalcon.child.runtime import exec_file
 
 PLAIN = (bool, int, float, str, type(None))
 VIEW_OPS = ("view", "reshape", "_reshape", "permute", "transpose", "t", "expand", "squeeze",

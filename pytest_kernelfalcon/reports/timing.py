@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.gpus import visible_gpus
+from pytest_kernelfalcon.core.gpus import visible_gpus
 
 REFUSED = "timing needs a CUDA GPU: CPU or TRITON_INTERPRET timings say nothing about kernel speed"
 COPY_BYTES = 256 << 20
@@ -170,7 +170,7 @@ def _load_models(job: dict[str, Any]) -> tuple[Any, Any, Any, list[list[Any]]]:
     """Return (task module, reference model, ModelNew with the reference's state, input sets)."""
     import torch
 
-    from pytest_kernelfalcon.child import copy_state, draw_inputs, exec_file, torch_dtype
+    from pytest_kernelfalcon.child.runtime import copy_state, draw_inputs, exec_file, torch_dtype
 
     dtype = torch_dtype(job["dtype"])
     task = exec_file(Path(job["task_path"]), "kernelfalcon_bench_task")
@@ -224,7 +224,7 @@ def _measure_compiled(task: Any, job: dict[str, Any], sets: list[list[Any]], flu
     """Return the stats of ``torch.compile(Model)``, or ``None`` (with a note) when it fails or is off."""
     import torch
 
-    from pytest_kernelfalcon.child import torch_dtype
+    from pytest_kernelfalcon.child.runtime import torch_dtype
 
     if not job.get("compile", True):
         return None
@@ -286,7 +286,7 @@ def bench_task(task_path: str | Path, model_new_path: str | Path, options: Bench
     options = options or BenchOptions()
     if not cuda_available():
         raise TimingRefused(REFUSED)
-    from pytest_kernelfalcon.executor import ColdExecutor, Job
+    from pytest_kernelfalcon.executor.base import ColdExecutor, Job
 
     executor = executor or ColdExecutor()
     gpu = options.gpu or (visible_gpus(os.environ, 1) or ["0"])[0]
@@ -300,7 +300,7 @@ def bench_task(task_path: str | Path, model_new_path: str | Path, options: Bench
         span = (locked_from, time.time())
     result = interpret(ended, gpu, options, span)
     if bandwidth is None and result.bandwidth_gbps:
-        from pytest_kernelfalcon.report import atomic_write
+        from pytest_kernelfalcon.reports.report import atomic_write
 
         atomic_write(cache, json.dumps({"gbps": result.bandwidth_gbps}).encode())
     return result

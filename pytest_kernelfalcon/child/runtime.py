@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.child_audit import RunAudit, classify_error
-from pytest_kernelfalcon.handoff import UncarriableValue, to_host
+from pytest_kernelfalcon.child.audit import RunAudit, classify_error
+from pytest_kernelfalcon.core.handoff import UncarriableValue, to_host
 
 FILE_LIMIT = 8 << 30
 
@@ -135,7 +135,7 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     """
     import torch
 
-    from pytest_kernelfalcon.compare import all_finite, flatten_outputs
+    from pytest_kernelfalcon.core.compare import all_finite, flatten_outputs
 
     clones = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
     torch.manual_seed(seed)
@@ -226,7 +226,7 @@ def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """
     pin_tf32_off()
     if _goes_resident(jobdir, job):
-        from pytest_kernelfalcon.resident import run_resident_reference
+        from pytest_kernelfalcon.child.resident import run_resident_reference
 
         return run_resident_reference(jobdir, job)
     cases: list[dict[str, Any]] = []
@@ -353,7 +353,7 @@ def candidate_forward(model: Any, inputs: list[Any], seed: int, audit: RunAudit)
     """Run the candidate's forward on ``inputs`` under the audit; return its flattened outputs."""
     import torch
 
-    from pytest_kernelfalcon.compare import flatten_outputs
+    from pytest_kernelfalcon.core.compare import flatten_outputs
 
     torch.manual_seed(seed)
     try:
@@ -405,15 +405,15 @@ def run_mode(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     if mode == "candidate":
         return run_candidate(jobdir, job)
     if mode in ("resident", "resident_reference"):
-        from pytest_kernelfalcon import resident
+        from pytest_kernelfalcon.child import resident
 
         return resident.run_resident(jobdir, job) if mode == "resident" else resident.run_resident_reference(jobdir, job)
     if mode == "extract":
-        from pytest_kernelfalcon.pipeline.extract_child import run_extract_job
+        from pytest_kernelfalcon.child.extract import run_extract_job
 
         return run_extract_job(job, jobdir)
     if mode == "bench":
-        from pytest_kernelfalcon.timing import run_bench_job
+        from pytest_kernelfalcon.reports.timing import run_bench_job
 
         return run_bench_job(job, jobdir)
     raise JobError("runtime_error", f"unknown job mode {mode!r}")
@@ -438,7 +438,7 @@ def _isolate(args: list[str], jobdir: Path, timeout: float) -> None:
     """Apply ``--isolation POLICY --uid UID`` (ColdExecutor with isolation) before any job code runs."""
     if "--isolation" not in args:
         return
-    from pytest_kernelfalcon import isolation
+    from pytest_kernelfalcon.executor import isolation
 
     policy = isolation.IsolationPolicy.from_json(args[args.index("--isolation") + 1])
     raw_uid = args[args.index("--uid") + 1]

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.outcome import TaskOutcome
+from pytest_kernelfalcon.core.outcome import TaskOutcome
 
 SCHEMA = "kernelfalcon-report/1"
 FAST_P = (0.0, 1.0, 1.5, 2.0)

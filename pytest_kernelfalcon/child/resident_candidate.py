@@ -1,6 +1,6 @@
 """The candidate's process on the resident data path (untrusted once the candidate is imported).
 
-``python -m pytest_kernelfalcon.resident_candidate JOBDIR READ_FD WRITE_FD`` is started by
+``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD`` is started by
 the resident comparer (``resident.py``), as the same uid, with a pair of pipes. Before the
 candidate is imported it loads the task copies, builds the reference state per case (the
 comparer builds the same from the same seed), and installs the run-time audit. Per trial
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon import handoff
-from pytest_kernelfalcon.child import (
+from pytest_kernelfalcon.child.audit import RunAudit
+from pytest_kernelfalcon.child.runtime import (
     aliases,
     audited_cases,
     build_reference,
@@ -41,7 +41,7 @@ from pytest_kernelfalcon.child import (
     run_then_exit,
     torch_dtype,
 )
-from pytest_kernelfalcon.child_audit import RunAudit
+from pytest_kernelfalcon.core import handoff
 
 KEEP_BYTES = 4 << 30  # earlier outputs kept alive (storage-reuse check) while under this many bytes
 ACK_S = 600.0
@@ -120,7 +120,7 @@ def prefork() -> Forked:
         try:
             os.close(to_w)
             os.close(from_r)
-            from pytest_kernelfalcon import isolation
+            from pytest_kernelfalcon.executor import isolation
 
             isolation.keep_only_fds((to_r, from_w))
             _wait_then_run(to_r, from_w)
@@ -142,7 +142,7 @@ def _log_to(path: Path) -> None:
 
 def _wait_then_run(rfd: int, wfd: int) -> None:
     """The fork's life: wait for ``arm`` and ``go``, enter the job's isolation when armed with a request, run."""
-    from pytest_kernelfalcon import isolation
+    from pytest_kernelfalcon.executor import isolation
 
     isolation.die_with_parent()
     try:

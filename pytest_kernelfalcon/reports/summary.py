@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.gpus import cuda_device_name
+from pytest_kernelfalcon.core.gpus import cuda_device_name
 from pytest_kernelfalcon.session import FalconSession
 
 
@@ -43,8 +43,8 @@ def session_source(session: FalconSession) -> str:
 
 def finish_run(session: FalconSession) -> bool:
     """Build the report, write it where asked, evaluate the gate; return whether the gate passed."""
-    from pytest_kernelfalcon.gate import evaluate_gate
-    from pytest_kernelfalcon.report import build_report, load_report, write_report
+    from pytest_kernelfalcon.reports.gate import evaluate_gate
+    from pytest_kernelfalcon.reports.report import build_report, load_report, write_report
 
     report = build_report(session.outcomes, run_meta(session))
     session.report = report
@@ -67,7 +67,7 @@ def report_paths(session: FalconSession) -> list[Path]:
 
 def summary_text(session: FalconSession) -> str:
     """The terminal summary: tables per level, the gate's verdict, where things were written."""
-    from pytest_kernelfalcon.report import summary_tables
+    from pytest_kernelfalcon.reports.report import summary_tables
 
     if session.report is None or not session.outcomes:
         return "no task ran to an outcome"

@@ -35,7 +35,7 @@ _INTEGRITY_MODULES = (
     "torch", "torch.utils._python_dispatch", "triton", "triton.runtime.jit", "triton.runtime.autotuner",
     "triton.runtime.interpreter",
 )
-_CHECKER_MODULES = ("pytest_kernelfalcon.child", "pytest_kernelfalcon.audit")
+_CHECKER_MODULES = ("pytest_kernelfalcon.child.runtime", "pytest_kernelfalcon.checker.static_audit")
 _MISSING = object()
 
 

@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.compare import tolerance_for, trial_facts
-from pytest_kernelfalcon.executor import JobResult
-from pytest_kernelfalcon.verdict import Category, Tolerance, Verdict
+from pytest_kernelfalcon.core.compare import tolerance_for, trial_facts
+from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
+from pytest_kernelfalcon.executor.base import JobResult
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker import CheckOptions, Reference
+    from pytest_kernelfalcon.checker.checker import CheckOptions, Reference
 
 Judgement = tuple[Category | None, str]
 STDERR_CHARS = 600

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_kernelfalcon.verdict import Tolerance
+from pytest_kernelfalcon.core.verdict import Tolerance
 
 CHUNK = 1 << 22
 DEVICE_CHUNK = 1 << 25  # on a GPU: fewer, bigger chunks (each costs a few host syncs), ~1.5 GB of temporaries

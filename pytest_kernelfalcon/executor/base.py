@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.isolation import IsolationPolicy
+    from pytest_kernelfalcon.executor.isolation import IsolationPolicy
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 TAIL_CHARS = 4000
@@ -169,7 +169,7 @@ class ColdExecutor:
         self._next_slot = first_slot
         self._lock = threading.Lock()
         if isolation is not None and isolation.protect_harness:
-            from pytest_kernelfalcon.isolation import protect_process
+            from pytest_kernelfalcon.executor.isolation import protect_process
 
             protect_process()
 
@@ -177,7 +177,7 @@ class ColdExecutor:
         """Return this job's uid (None: no switch) and the child's isolation arguments."""
         if self.isolation is None:
             return None, []
-        from pytest_kernelfalcon.isolation import candidate_uid
+        from pytest_kernelfalcon.executor.isolation import candidate_uid
 
         with self._lock:
             slot = self._slots.pop() if self._slots else self._next_slot
@@ -190,7 +190,7 @@ class ColdExecutor:
         if not args:
             return
         if uid is not None:
-            from pytest_kernelfalcon.isolation import kill_uid
+            from pytest_kernelfalcon.executor.isolation import kill_uid
 
             kill_uid(uid)
         with self._lock:

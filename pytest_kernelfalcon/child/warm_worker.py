@@ -1,6 +1,6 @@
 """A long-lived worker of ``WarmExecutor``: imports torch and triton once, then runs jobs.
 
-``python -m pytest_kernelfalcon.warm_worker --mode fork|once --device cpu|cuda``, started
+``python -m pytest_kernelfalcon.child.warm_worker --mode fork|once --device cpu|cuda``, started
 by the harness with an already scrubbed environment in its own session. It imports the
 heavy modules, writes ``ready <pid>`` and reads one JSON request per line on stdin:
 ``{"workdir", "timeout_s", "nonce", "env", "log_dir", "uid", "policy"}``.
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon import isolation
+from pytest_kernelfalcon.executor import isolation
 
 REAP_ROUNDS = 4000
 
@@ -56,15 +56,17 @@ def preload() -> None:
     import triton  # noqa: F401
     import triton.language  # noqa: F401
 
-    from pytest_kernelfalcon import (  # noqa: F401
-        audit,
-        child,
-        child_audit,
-        compare,
-        handoff,
-        integrity,
-        resident,
-        resident_candidate,
+    from pytest_kernelfalcon.checker import static_audit as audit  # noqa: F401
+    from pytest_kernelfalcon.child import audit as child_audit  # noqa: F401
+    from pytest_kernelfalcon.child import (
+        integrity,  # noqa: F401
+        resident,  # noqa: F401
+        resident_candidate,  # noqa: F401
+    )
+    from pytest_kernelfalcon.child import runtime as child  # noqa: F401
+    from pytest_kernelfalcon.core import (
+        compare,  # noqa: F401
+        handoff,  # noqa: F401
     )
 
     with contextlib.suppress(ImportError):
@@ -102,14 +104,14 @@ def run_request(req: dict[str, Any], forked: bool) -> None:
             os.setsid()
         _redirect(req["log_dir"])
         isolation.enter_request(req, parent_death=forked)
-        from pytest_kernelfalcon.child import run_job
+        from pytest_kernelfalcon.child.runtime import run_job
 
         run_job(Path(req["workdir"]), req["nonce"])
     except BaseException:
         traceback.print_exc()
         code = 3
     with contextlib.suppress(Exception):
-        from pytest_kernelfalcon import resident
+        from pytest_kernelfalcon.child import resident
 
         resident.drop_preforked()
     with contextlib.suppress(Exception):
@@ -200,7 +202,7 @@ def _wait_for_request(fd: int, device: str) -> None:
 def prepare(device: str) -> None:
     """Get this process ready for one job before its request: fork a resident job's candidate process
     (``resident_candidate.prefork``, before any CUDA context), then on CUDA create the context."""
-    from pytest_kernelfalcon import resident, resident_candidate
+    from pytest_kernelfalcon.child import resident, resident_candidate
 
     resident.preforked = resident_candidate.prefork()
     if device == "cuda":
@@ -209,7 +211,8 @@ def prepare(device: str) -> None:
 
 def begin(req: dict[str, Any], forked: bool) -> None:
     """Arm the preforked candidate's process with the request (without its nonce), then run the request."""
-    from pytest_kernelfalcon import handoff, resident
+    from pytest_kernelfalcon.child import resident
+    from pytest_kernelfalcon.core import handoff
 
     if resident.preforked is not None:
         keep = ("workdir", "env", "policy", "uid", "timeout_s")  # not the nonce: the candidate must not know it
@@ -238,7 +241,7 @@ def serve_fork(line: bytes, waiting: Waiting, device: str) -> Waiting:
 
 
 def _hand_over(waiting: Waiting, line: bytes) -> None:
-    from pytest_kernelfalcon import handoff
+    from pytest_kernelfalcon.core import handoff
 
     try:
         handoff.write_all(waiting.fd, line)

@@ -21,16 +21,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "verify":
-        from pytest_kernelfalcon.cli_verify import main as verify_main
+        from pytest_kernelfalcon.cli.verify import main as verify_main
 
         return verify_main(rest)
     if command == "report":
-        from pytest_kernelfalcon.cli_report import main as report_main
+        from pytest_kernelfalcon.cli.report import main as report_main
 
         return report_main(rest)
     print(f"kernelfalcon: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""The trusted checker (parent side): options, reference cache, candidate jobs, static audit, judgement."""
+
+from pytest_kernelfalcon.checker.checker import Checker, CheckOptions, verify_candidate
+
+__all__ = ["CheckOptions", "Checker", "verify_candidate"]

@@ -1,0 +1,1 @@
+"""The run report and what is made from it: summary, CI gate, shards, kernel timings."""
