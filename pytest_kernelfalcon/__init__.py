@@ -20,7 +20,8 @@ _HOMES = {
     "Usage": "pytest_kernelfalcon.core.outcome", "Category": "pytest_kernelfalcon.core.verdict",
     "Tolerance": "pytest_kernelfalcon.core.verdict", "Verdict": "pytest_kernelfalcon.core.verdict",
 }
-__all__ = sorted(_HOMES)
+__all__ = ["CheckOptions", "Category", "Checker", "TaskOutcome", "Tolerance", "Usage", "Verdict",
+           "verify_candidate"]
 __version__ = "0.1.0"
 
 
