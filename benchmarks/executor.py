@@ -161,8 +161,8 @@ def progress(line: str) -> None:
 
 def make_executor(name: str, device: str, size: int) -> Any:
     """Return the executor of a path (both isolated the same way)."""
-    from pytest_kernelfalcon.executor.base import ColdExecutor
-    from pytest_kernelfalcon.executor.isolation import IsolationPolicy
+    from pytest_kernelfalcon.core.isolation import IsolationPolicy
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
     from pytest_kernelfalcon.executor.warm import WarmExecutor
 
     if name == "cold":

@@ -74,7 +74,7 @@ def compare_case(call: Callable[[], Any], repeats: int) -> dict[str, Any]:
     """Return both timers' medians over ``repeats`` runs, their ratio, spreads and agreement."""
     from triton.testing import do_bench
 
-    from pytest_kernelfalcon.reports.timing import l2_flush_buffer, measure
+    from pytest_kernelfalcon.child.bench import l2_flush_buffer, measure
 
     flush = l2_flush_buffer()
     ours, theirs = [], []

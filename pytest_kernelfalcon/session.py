@@ -102,7 +102,7 @@ class FalconSession:
     def make_executor(self, options: Any) -> Any:
         """The executor for candidate jobs: warm workers (one pool per process) or a fresh process each."""
         from pytest_kernelfalcon.checker.checker import resolve_device
-        from pytest_kernelfalcon.executor.base import ColdExecutor
+        from pytest_kernelfalcon.executor.cold import ColdExecutor
 
         if self.cfg.executor == "cold":
             return ColdExecutor()

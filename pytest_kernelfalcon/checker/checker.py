@@ -15,88 +15,29 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.checker.judge import job_failure, judge_candidate
+from pytest_kernelfalcon.checker.options import (
+    CPU_BUDGET_NUMEL,
+    DEFAULT_SEED,
+    FUZZ_TRIALS,
+    GPU_BUDGET_NUMEL,
+    RESIDENT_MARGIN_S,
+    RESIDENT_NUMEL,
+    STATIC_REJECT,
+    STRONG_TRANSFORM,
+    STRONG_TRIALS,
+    CheckOptions,
+    Reference,
+    validate,
+)
+from pytest_kernelfalcon.core.gpus import resolve_device
 from pytest_kernelfalcon.core.verdict import Category, Verdict
-from pytest_kernelfalcon.executor.base import ColdExecutor, Executor, Job, JobResult
-
-STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
-CPU_BUDGET_NUMEL = 1 << 16
-GPU_BUDGET_NUMEL = 1 << 24  # scaled/fuzz on cuda: big enough for many blocks, small enough to ship
-DEFAULT_SEED = 42
-STRONG_TRANSFORM = (4.0, -2.0)
-STRONG_TRIALS = 2
-FUZZ_TRIALS = 2
-RESIDENT_NUMEL = 1 << 26  # auto: official inputs above this many elements stay on the device
-RESIDENT_MARGIN_S = 15.0  # the comparer outlives its candidate's time limit to report it
-DATA_PATHS = ("auto", "files", "resident")
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    """How a candidate is checked; frozen, read once."""
-
-    device: str = "auto"  # "cpu" | "cuda" | "auto" (cuda if available else cpu + TRITON_INTERPRET=1)
-    shapes: str = "official"  # "official" | "scaled" | "fuzz"
-    seeds: int = 3  # trials
-    seed: int | None = None  # base seed (fuzz replay); printed in the verdict
-    dtype: str = "fp32"  # "fp32" | "bf16" | "fp16"
-    timeout_s: float = 120.0
-    entry: str = "ModelNew"  # class name in the candidate file
-    audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
-    gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
-    data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A finished reference run: cases (plan, weights, trials), low-signal probes, discarded plans."""
-
-    cases: tuple[dict[str, Any], ...]
-    discarded: tuple[dict[str, Any], ...]
-    probes: tuple[str, ...]
-    base_seed: int
-    wall_s: float
-    resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
-
-    @property
-    def low_signal(self) -> bool:
-        """Whether a trivial answer passes the ordinary trials."""
-        return bool(self.probes)
-
-    @property
-    def trial_count(self) -> int:
-        """How many trials a candidate runs: every case's trials, plus the strengthened ones when low-signal."""
-        strong = self.low_signal
-        return sum(len(c["trials"]) + (len(c["strong_trials"]) if strong else 0) for c in self.cases)
-
-
-def resolve_device(device: str) -> str:
-    """Return ``cpu`` or ``cuda`` for an option value (``auto``: cuda when available)."""
-    if device in ("cpu", "cuda"):
-        return device
-    if device != "auto":
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or auto")
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _validate(options: CheckOptions) -> None:
-    """Raise ``ValueError`` for option values the checker does not know."""
-    if options.shapes not in ("official", "scaled", "fuzz"):
-        raise ValueError(f"unknown shapes {options.shapes!r}; expected official, scaled or fuzz")
-    if options.dtype not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown dtype {options.dtype!r}; expected fp32, bf16 or fp16")
-    if options.data_path not in DATA_PATHS:
-        raise ValueError(f"unknown data path {options.data_path!r}; expected one of {', '.join(DATA_PATHS)}")
-    if options.data_path == "resident" and options.shapes != "official":
-        raise ValueError("the resident data path checks official shapes only")
-    if options.seeds < 1 or options.timeout_s <= 0:
-        raise ValueError("seeds must be >= 1 and timeout_s > 0")
+from pytest_kernelfalcon.executor.base import Executor, Job, JobResult
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 
 
 def _read(path: Path) -> str | None:
@@ -132,7 +73,7 @@ class Checker:
 
     def __init__(self, options: CheckOptions | None = None, executor: Executor | None = None) -> None:
         self.options = options or CheckOptions()
-        _validate(self.options)
+        validate(self.options)
         self.device = resolve_device(self.options.device)
         self.executor: Executor = executor or ColdExecutor()
         self._owns_executor = executor is None

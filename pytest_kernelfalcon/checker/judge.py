@@ -15,23 +15,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.core.compare import tolerance_for, trial_facts
+from pytest_kernelfalcon.core.compare import tolerance_for, trial_context, trial_facts
+from pytest_kernelfalcon.core.protocol import signal_name
 from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
 from pytest_kernelfalcon.executor.base import JobResult
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker.checker import CheckOptions, Reference
+    from pytest_kernelfalcon.checker.options import CheckOptions, Reference
 
 Judgement = tuple[Category | None, str]
 STDERR_CHARS = 600
-
-
-def signal_name(code: int) -> str:
-    """Return ``SIGKILL`` for 9 (or "signal N" when unknown)."""
-    try:
-        return signal.Signals(code).name
-    except ValueError:
-        return f"signal {code}"
 
 
 def _crash_detail(result: JobResult, what: str) -> str:
@@ -77,17 +70,6 @@ def _audit_judgement(audit: dict[str, Any]) -> Judgement | None:
         return Category.SIDE_STREAM, ("forward returned with Triton work on a side stream that the calling stream "
                                       "does not wait for (wait_stream or synchronize before returning)")
     return None
-
-
-def shapes_of(values: Sequence[Any]) -> list[Any]:
-    """The shape of each tensor (other values as they are)."""
-    return [list(v.shape) if hasattr(v, "shape") else v for v in values]
-
-
-def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any]) -> str:
-    """Where a trial's failure happened: seed, strengthened or not, sizes, input shapes (both data paths)."""
-    more = ", strengthened inputs" if strong else ""
-    return f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes_of(inputs)}"
 
 
 def _context(trial: dict[str, Any], plan: dict[str, Any]) -> str:

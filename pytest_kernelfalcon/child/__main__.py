@@ -1,6 +1,6 @@
 """``python -m pytest_kernelfalcon.child JOBDIR [--timeout S]``: run one job in this process."""
 
-from pytest_kernelfalcon.child.runtime import main
+from pytest_kernelfalcon.child.jobs import main
 
 if __name__ == "__main__":
     main()

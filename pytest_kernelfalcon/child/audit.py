@@ -21,6 +21,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.child import op_policy
+from pytest_kernelfalcon.child.integrity import integrity_changes, integrity_snapshot
+
 SIDE_DELAY_CYCLES = 100_000_000  # ~50 ms of GPU clock: far longer than the host takes to return from forward
 
 
@@ -85,13 +88,11 @@ class RunAudit:
         """Wrap Triton's launch path and take the integrity snapshot (before the candidate loads)."""
         if not self.enabled:
             return
-        from pytest_kernelfalcon.checker import static_audit as audit
-
         self._wrap_triton()
         self._oplog = _make_oplog(self)
         self._warm_up()
         self._threads = set(threading.enumerate())
-        self._snapshot = audit.integrity_snapshot()
+        self._snapshot = integrity_snapshot()
 
     def _warm_up(self) -> None:
         """Import torch._dynamo and enter the op log once before the snapshot.
@@ -186,10 +187,8 @@ class RunAudit:
     # -- recording ----------------------------------------------------------------------
     def record_op(self, name: str) -> None:
         """Count an aten op; for a forbidden one also keep the candidate line that ran it."""
-        from pytest_kernelfalcon.checker import static_audit as audit
-
         self.ops[name] = self.ops.get(name, 0) + 1
-        if audit.is_allowed_op(name):
+        if op_policy.is_allowed_op(name):
             return
         entry = self.forbidden.setdefault(name, {"op": name, "count": 0, "where": self._stack_line()})
         entry["count"] += 1
@@ -279,9 +278,8 @@ class RunAudit:
         """Record tampering: torch/checker attributes changed, Triton wrappers removed, threads left."""
         if not self.enabled:
             return
-        from pytest_kernelfalcon.checker import static_audit as audit
 
-        found = list(audit.integrity_changes(self._snapshot))
+        found = list(integrity_changes(self._snapshot))
         found += [f"{owner.__name__}.{name} was replaced" for owner, name, _ in self._originals
                   if getattr(owner, name).__module__ != __name__]
         found += [f"thread {t.name!r} left running" for t in threading.enumerate()

@@ -1,6 +1,6 @@
 """Runs INSIDE a child process: build ``FusedModel``, run one forward with hooks, return subgraph specs.
 
-``run_extract_job(job, jobdir)`` is called by ``python -m pytest_kernelfalcon.child JOBDIR`` for
+``run_extract_job(jobdir, job)`` is called by ``python -m pytest_kernelfalcon.child JOBDIR`` for
 ``job["mode"] == "extract"``; what it returns is plain data (lists, dicts, str, int, float, bool,
 None). The job: ``{"mode": "extract", "task": file, "fused": file, "entry": "FusedModel",
 "construct_seed": int, "input_seed": int, "device": str}`` (files relative to the job directory).
@@ -28,7 +28,7 @@ class ExtractError(Exception):
     """The fused model cannot be turned into specs; the message says why."""
 
 
-def run_extract_job(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
+def run_extract_job(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Run the extract job in ``jobdir`` and return ``{"error": None|{...}, "specs": [...], ...}``."""
     try:
         return {"error": None, **_extract(job, Path(jobdir))}

@@ -35,7 +35,7 @@ _INTEGRITY_MODULES = (
     "torch", "torch.utils._python_dispatch", "triton", "triton.runtime.jit", "triton.runtime.autotuner",
     "triton.runtime.interpreter",
 )
-_CHECKER_MODULES = ("pytest_kernelfalcon.child.runtime", "pytest_kernelfalcon.checker.static_audit")
+_CHECKER_MODULES = tuple(f"pytest_kernelfalcon.child.{m}" for m in ("runtime", "reference", "candidate", "jobs", "op_policy"))
 _MISSING = object()
 
 

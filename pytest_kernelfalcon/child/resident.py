@@ -31,22 +31,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.checker.judge import shapes_of, signal_name, trial_context
+from pytest_kernelfalcon.child.reference import build_reference, reference_forward
 from pytest_kernelfalcon.child.resident_candidate import Forked
 from pytest_kernelfalcon.child.runtime import (
     JobError,
     aliases,
-    build_reference,
     draw_inputs,
     exec_file,
     pin_tf32_off,
-    reference_forward,
     short_error,
     torch_dtype,
 )
 from pytest_kernelfalcon.core import handoff
-from pytest_kernelfalcon.core.compare import identical
+from pytest_kernelfalcon.core.compare import identical, shapes_of, trial_context
 from pytest_kernelfalcon.core.handoff import to_host
+from pytest_kernelfalcon.core.protocol import signal_name
 
 TAIL_CHARS = 600
 EXIT_WAIT_S = 5.0
@@ -365,7 +364,7 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Comparer mode: serve one candidate job and return its facts, audit and timings (no tensors)."""
     import torch
 
-    from pytest_kernelfalcon.executor import isolation
+    from pytest_kernelfalcon.core import isolation
 
     global preforked
 

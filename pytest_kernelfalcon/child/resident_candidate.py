@@ -28,16 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.child.audit import RunAudit
+from pytest_kernelfalcon.child.candidate import (
+    audited_cases,
+    candidate_forward,
+    end_trial,
+    reused_outputs,
+)
+from pytest_kernelfalcon.child.reference import build_reference
 from pytest_kernelfalcon.child.runtime import (
     aliases,
-    audited_cases,
-    build_reference,
-    candidate_forward,
     draw_inputs,
-    end_trial,
     exec_file,
     pin_tf32_off,
-    reused_outputs,
     run_then_exit,
     torch_dtype,
 )
@@ -120,7 +122,7 @@ def prefork() -> Forked:
         try:
             os.close(to_w)
             os.close(from_r)
-            from pytest_kernelfalcon.executor import isolation
+            from pytest_kernelfalcon.core import isolation
 
             isolation.keep_only_fds((to_r, from_w))
             _wait_then_run(to_r, from_w)
@@ -142,9 +144,10 @@ def _log_to(path: Path) -> None:
 
 def _wait_then_run(rfd: int, wfd: int) -> None:
     """The fork's life: wait for ``arm`` and ``go``, enter the job's isolation when armed with a request, run."""
-    from pytest_kernelfalcon.executor import isolation
+    from pytest_kernelfalcon.child import isolation
+    from pytest_kernelfalcon.core import isolation as process
 
-    isolation.die_with_parent()
+    process.die_with_parent()
     try:
         arm = handoff.recv(rfd, time.monotonic() + WAIT_S)
         go = handoff.recv(rfd, time.monotonic() + WAIT_S)
@@ -158,7 +161,7 @@ def _wait_then_run(rfd: int, wfd: int) -> None:
 
     def run() -> None:
         isolation.enter_request(arm["request"], parent_death=True)
-        isolation.allow_dumps()
+        process.allow_dumps()
         run_shell(jobdir, (rfd, wfd))
 
     run_then_exit(run)

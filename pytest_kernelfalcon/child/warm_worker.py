@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_kernelfalcon.executor import isolation
+from pytest_kernelfalcon.child import isolation
+from pytest_kernelfalcon.core import isolation as process
 
 REAP_ROUNDS = 4000
 
@@ -56,18 +57,18 @@ def preload() -> None:
     import triton  # noqa: F401
     import triton.language  # noqa: F401
 
-    from pytest_kernelfalcon.checker import static_audit as audit  # noqa: F401
-    from pytest_kernelfalcon.child import audit as child_audit  # noqa: F401
-    from pytest_kernelfalcon.child import (
-        integrity,  # noqa: F401
-        resident,  # noqa: F401
-        resident_candidate,  # noqa: F401
+    from pytest_kernelfalcon.child import (  # noqa: F401
+        audit,
+        candidate,
+        integrity,
+        jobs,
+        op_policy,
+        reference,
+        resident,
+        resident_candidate,
+        runtime,
     )
-    from pytest_kernelfalcon.child import runtime as child  # noqa: F401
-    from pytest_kernelfalcon.core import (
-        compare,  # noqa: F401
-        handoff,  # noqa: F401
-    )
+    from pytest_kernelfalcon.core import compare, handoff  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import triton.runtime.interpreter  # noqa: F401
@@ -104,7 +105,7 @@ def run_request(req: dict[str, Any], forked: bool) -> None:
             os.setsid()
         _redirect(req["log_dir"])
         isolation.enter_request(req, parent_death=forked)
-        from pytest_kernelfalcon.child.runtime import run_job
+        from pytest_kernelfalcon.child.jobs import run_job
 
         run_job(Path(req["workdir"]), req["nonce"])
     except BaseException:
@@ -150,7 +151,7 @@ def reap_all(keep: frozenset[int] = frozenset()) -> bool:
     """Kill and reap every descendant left but ``keep`` (orphans come to us as subreaper); True when none is."""
     me = os.getpid()
     for _ in range(REAP_ROUNDS):
-        left = [pid for pid in isolation.children_of(me) if pid not in keep]
+        left = [pid for pid in process.children_of(me) if pid not in keep]
         if not left:
             return True
         for pid in left:
@@ -186,10 +187,10 @@ def fork_waiting(device: str) -> Waiting:
 
 
 def _wait_for_request(fd: int, device: str) -> None:
-    isolation.die_with_parent()
+    process.die_with_parent()
     with contextlib.suppress(OSError):
         os.setsid()  # its own session and process group, which its candidate's process joins
-    isolation.keep_only_fds((fd,))
+    process.keep_only_fds((fd,))
     prepare(device)
     chunks = []
     while chunk := os.read(fd, 1 << 16):
@@ -269,9 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     mode = args[args.index("--mode") + 1] if "--mode" in args else "fork"
     device = args[args.index("--device") + 1] if "--device" in args else "cpu"
-    isolation.protect_process()
+    process.protect_process()
     if mode == "fork":
-        isolation.set_subreaper()
+        process.set_subreaper()
     preload()
     waiting = fork_waiting(device) if mode == "fork" else None
     if mode == "once":

@@ -380,3 +380,14 @@ class ProbeTracker:
                 names = names - {"other trial's output"}
             out += [f"output {i}: {name}" for name in sorted(names)]
         return out
+
+
+def shapes_of(values: Sequence[Any]) -> list[Any]:
+    """The shape of each tensor (other values as they are)."""
+    return [list(v.shape) if hasattr(v, "shape") else v for v in values]
+
+
+def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any]) -> str:
+    """Where a trial's failure happened: seed, strengthened or not, sizes, input shapes (both data paths)."""
+    more = ", strengthened inputs" if strong else ""
+    return f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes_of(inputs)}"

@@ -64,3 +64,14 @@ def cuda_device_count() -> int:
 def cuda_device_name() -> str | None:
     """Return the name of the first CUDA device this process sees, or ``None``."""
     return __import__("torch").cuda.get_device_name(0) if cuda_device_count() else None
+
+
+def resolve_device(device: str) -> str:
+    """Return ``cpu`` or ``cuda`` for an option value (``auto``: cuda when available)."""
+    if device in ("cpu", "cuda"):
+        return device
+    if device != "auto":
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or auto")
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,17 +39,22 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pytest_kernelfalcon.core.isolation import (
+    DEFAULT_POLICY,
+    IsolationPolicy,
+    IsolationReport,
+    protect_process,
+)
 from pytest_kernelfalcon.executor import isolation as iso
 from pytest_kernelfalcon.executor.base import (
     POLL_S,
-    ColdExecutor,
     Job,
     JobResult,
     load_report,
     scrubbed_env,
 )
 from pytest_kernelfalcon.executor.base import read_tail as tail_of
-from pytest_kernelfalcon.executor.isolation import DEFAULT_POLICY, IsolationPolicy, IsolationReport
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 
 READY_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 60.0
@@ -327,7 +332,7 @@ class WarmExecutor:
         self.policy = isolation or IsolationPolicy(drop_privileges=False, network=False, protect_harness=False)
         self.pool_size, self.mode, self.spares = pool_size, mode, spares
         if self.policy.protect_harness:
-            iso.protect_process()
+            protect_process()
         self.isolation_report: IsolationReport = iso.probe(self.policy)
         self.home = Path(tempfile.mkdtemp(prefix="kf-warm-"))
         self.fallback = ColdExecutor(isolation=self.policy, first_slot=COLD_FIRST_SLOT)
@@ -379,6 +384,6 @@ class WarmExecutor:
 
 
 def _resolve(device: str) -> str:
-    from pytest_kernelfalcon.checker.checker import resolve_device
+    from pytest_kernelfalcon.core.gpus import resolve_device
 
     return resolve_device(device)

@@ -141,7 +141,7 @@ class RunContext:
               executor: Executor | None = None, rundir: RunDir | None = None,
               on_event: EventSink | None = None, record: bool = True) -> RunContext:
         """Return a context: run dir made, provider wrapped by the ``Recorder``, ``run.json`` written."""
-        from pytest_kernelfalcon.executor.base import ColdExecutor
+        from pytest_kernelfalcon.executor.cold import ColdExecutor
 
         rundir = rundir or RunDir.create(config.run_root)
         executor = executor or ColdExecutor()

@@ -103,7 +103,8 @@ def run_extract_child(request: ExtractRequest, cancel: threading.Event | None = 
 
 
 def _launch(jobdir: Path, request: ExtractRequest, cancel: threading.Event | None) -> dict[str, Any]:
-    from pytest_kernelfalcon.executor.base import ColdExecutor, Job
+    from pytest_kernelfalcon.executor.base import Job
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
 
     executor = request.executor or ColdExecutor()
     result = executor.run(Job(jobdir, request.timeout_s, request.device, request.gpu), cancel)

@@ -12,7 +12,8 @@ import torch
 
 from pytest_kernelfalcon.checker.judge import job_failure
 from pytest_kernelfalcon.core.verdict import Category
-from pytest_kernelfalcon.executor.base import ColdExecutor, Job, JobResult, scrubbed_env
+from pytest_kernelfalcon.executor.base import Job, JobResult, scrubbed_env
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 
 EMPTY_JOB = {"version": 1, "mode": "candidate", "entry": "ModelNew", "device": "cpu", "dtype": "fp32",
              "cases": [], "audit": False, "poison": False}

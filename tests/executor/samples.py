@@ -124,9 +124,9 @@ def alive(pid: int) -> bool:
 
 def uid_processes(uid: int) -> list[int]:
     """Return live processes whose real uid is ``uid``."""
-    from pytest_kernelfalcon.executor.isolation import _status_uid
+    from pytest_kernelfalcon.core.isolation import status_uid
 
-    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _status_uid(e) == uid]
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and status_uid(e) == uid]
 
 
 def my_pid() -> int:

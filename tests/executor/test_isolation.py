@@ -16,8 +16,10 @@ import pytest
 from samples import import_job, read_json, uid_processes
 
 from pytest_kernelfalcon.checker.judge import job_failure
-from pytest_kernelfalcon.executor.base import ColdExecutor, Job
-from pytest_kernelfalcon.executor.isolation import IsolationPolicy, candidate_uid, probe
+from pytest_kernelfalcon.core.isolation import IsolationPolicy
+from pytest_kernelfalcon.executor.base import Job
+from pytest_kernelfalcon.executor.cold import ColdExecutor
+from pytest_kernelfalcon.executor.isolation import candidate_uid, probe
 from pytest_kernelfalcon.executor.warm import WarmExecutor
 
 SNOOP = """
@@ -49,11 +51,12 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from samples import import_job
-from pytest_kernelfalcon.executor.base import ColdExecutor, Job
+from pytest_kernelfalcon.executor.base import Job
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 from pytest_kernelfalcon.executor.warm import WarmExecutor
 kind, jobdir, body = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]).read_text()
 executor = WarmExecutor(device="cpu") if kind == "warm" else ColdExecutor(isolation=__import__(
-    "pytest_kernelfalcon.executor.isolation", fromlist=["x"]).IsolationPolicy())
+    "pytest_kernelfalcon.core.isolation", fromlist=["x"]).IsolationPolicy())
 result = executor.run(Job(import_job(jobdir, body), 60.0, "cpu"))
 executor.close()
 print(json.dumps({{"harness": __import__("os").getpid(), "rc": result.returncode}}))

@@ -22,7 +22,7 @@ import pytest
 from samples import FAULTS, RELU_TASK, candidate_source, group_members, write, zombies_of
 
 from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
-from pytest_kernelfalcon.executor.isolation import children_of
+from pytest_kernelfalcon.core.isolation import children_of
 from pytest_kernelfalcon.executor.warm import WarmExecutor
 
 RESIDENT = CheckOptions(device="cpu", shapes="official", seeds=1, timeout_s=8.0, data_path="resident")

@@ -11,7 +11,7 @@ import pytest
 from samples import FAULTS, RELU_TASK, candidate_source, uid_processes, write, zombies_of
 
 from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
-from pytest_kernelfalcon.executor.base import ColdExecutor
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 from pytest_kernelfalcon.executor.warm import WarmExecutor
 
 OPTIONS = CheckOptions(device="cpu", shapes="official", seeds=1, timeout_s=4.0)

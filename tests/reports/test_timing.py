@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_kernelfalcon.child.bench import run_bench_job, stats_ms
 from pytest_kernelfalcon.executor.base import JobResult
 from pytest_kernelfalcon.reports.timing import (
     REFUSED,
@@ -20,8 +21,6 @@ from pytest_kernelfalcon.reports.timing import (
     gpu_lock,
     interpret,
     read_bandwidth,
-    run_bench_job,
-    stats_ms,
     summarise,
     write_job,
 )
@@ -39,7 +38,7 @@ def test_bench_task_refuses_on_cpu(tmp_path: Path) -> None:
 @no_cuda
 def test_child_side_refuses_on_cpu(tmp_path: Path) -> None:
     job = bench_job(tmp_path / "task.py", tmp_path / "new.py", BenchOptions(), None)
-    assert run_bench_job(job, tmp_path) == {
+    assert run_bench_job(tmp_path, job) == {
         "error": {"category": "timing_refused", "message": REFUSED, "traceback": ""}}
 
 

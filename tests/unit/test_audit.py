@@ -6,14 +6,10 @@ import textwrap
 
 import pytest
 
-from pytest_kernelfalcon.checker import static_audit as audit
-from pytest_kernelfalcon.checker.static_audit import (
-    Finding,
-    integrity_changes,
-    integrity_snapshot,
-    is_allowed_op,
-    static_audit,
-)
+from pytest_kernelfalcon.checker.static_audit import Finding, static_audit
+from pytest_kernelfalcon.child import op_policy
+from pytest_kernelfalcon.child.integrity import integrity_changes, integrity_snapshot
+from pytest_kernelfalcon.child.op_policy import is_allowed_op
 from pytest_kernelfalcon.core.verdict import Category
 
 RELU = '''
@@ -359,11 +355,11 @@ def test_integrity_snapshot_is_stable_and_names_replaced_objects(monkeypatch: py
 
     snapshot = integrity_snapshot()
     assert {"torch.allclose", "torch.Tensor.__eq__", "builtins.open", "triton.runtime.jit.JITFunction.run",
-            "pytest_kernelfalcon.checker.static_audit.is_allowed_op"} <= set(snapshot)
+            "pytest_kernelfalcon.child.op_policy.is_allowed_op"} <= set(snapshot)
     assert integrity_changes(snapshot) == []
     monkeypatch.setattr(torch, "allclose", lambda *a, **k: True)
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self: self)
-    monkeypatch.setattr(audit.op_base_name, "__code__", (lambda name: "view").__code__)
+    monkeypatch.setattr(op_policy.op_base_name, "__code__", (lambda name: "view").__code__)
     assert integrity_changes(snapshot) == [
-        "pytest_kernelfalcon.checker.static_audit.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
+        "pytest_kernelfalcon.child.op_policy.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
     ]
