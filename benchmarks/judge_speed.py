@@ -15,15 +15,18 @@ for real KernelBench problems read from ``$KERNELBENCH_DIR``) are judged two way
 
 Parts (``--parts``, all by default, run in this order):
 
-- ``alone``: each candidate, one process at a time, verify then plain (``--repeat`` times).
+- ``alone`` (``--parallel 1``): each candidate, one process at a time, verify then plain
+  (``--repeat`` times; odd repeats run plain first).
 - ``second``: the same candidate verified again right after its first verify, to show
   whether a one-shot verify reuses a reference (each call is a new process; a cache would
   have to live on disk). With ``alone`` selected the second verify follows the alone verify
   directly, on the first ``--second-tasks`` tasks.
-- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel``), verify set then
+- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel N``), verify set then
   plain set; wall time of each set and their ratio.
-- ``plugin``: ``pytest --falcon TMP --falcon-candidates benchmarks/candidates``, TMP a temp
-  folder of links to the chosen task files; total wall time and per-task time (JUnit XML).
+- ``plugin``: ``pytest --falcon TMP/tasks --falcon-candidates TMP/candidates``, folders of
+  links to the chosen task files and their candidates, each task twice (``<stem>__again``:
+  the cost of one more candidate of a task already judged in the session; ``--no-plugin-again``
+  for once); total wall time and per-item time (JUnit XML).
 
 Every subprocess has a timeout (``--timeout``; a timed-out run is recorded, not fatal), the
 whole run a budget (``--budget``: a part or measurement that would start after it, or that
@@ -32,7 +35,7 @@ is rewritten after each measurement; progress lines go to stderr; the tables to 
 
     PYTHONPATH=$PWD python benchmarks/judge_speed.py [--device cuda|cpu] [--shapes official|scaled]
         [--tasks SUBSTR ...] [--parts alone,second,parallel4,plugin] [--repeat 1] [--trials 5]
-        [--seeds 3] [--timeout 150] [--budget 480] [--json OUT] [--estimate]
+        [--seeds 3] [--timeout 120] [--budget 480] [--json OUT] [--estimate]
 
 ``--estimate`` prints the planned subprocess count and a rough duration, runs nothing.
 The package need not be installed: the ``kernelfalcon`` command is the console script that
@@ -40,11 +43,14 @@ The package need not be installed: the ``kernelfalcon`` command is the console s
 ``--kernelfalcon "CMD"``); the pytest plugin is loaded with ``-p`` from ``setup.cfg``'s
 ``pytest11`` entry when it is not installed.
 
-Expected time of the default run on one H200 (7 tasks, official shapes, all parts): the
-parts sum to 21 verify + 14 plain subprocesses + 1 pytest session; at the issue's ~25 s per
-one-shot verify and ~8 s per plain check that is about 7 minutes (``--estimate`` prints it),
-and the 480 s budget cuts it short, recorded as skipped, if the card is slower than that.
-On this 2-core CPU at scaled shapes (TRITON_INTERPRET=1) the alone part takes 2-4 minutes.
+Expected time of the default run on one H200 (the 6 tasks of DEFAULT_TASKS, official
+shapes, all parts): 12 alone + 2 second + 12 parallel4 subprocesses and one pytest session of
+12 items (each task twice). At the issue's ~25 s per one-shot verify and ~8 s per plain check
+that is about 7.5 minutes (``--estimate`` prints the plan and this guess); the 480 s budget
+skips what would not fit, recorded as skipped, if the card is slower than that, so one
+9-minute call is enough. ``--tasks level`` takes all 7 candidates (adds level1/1).
+On a loaded 2-core CPU at scaled shapes (TRITON_INTERPRET=1) all parts of all 7 take ~12
+minutes (pass ``--budget 1500``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ import os
 import platform
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,7 +91,7 @@ DEFAULT_TASKS = (
 # rough seconds per subprocess, for --estimate and the budget before anything was measured
 GUESS_S = {"cuda": {"verify": 25.0, "plain": 8.0, "plugin_task": 10.0},
            "cpu": {"verify": 12.0, "plain": 5.0, "plugin_task": 8.0}}
-PARALLEL_SLOWDOWN = 2.0  # guess: a subprocess among 4 at once takes this many times longer
+PARALLEL_SLOWDOWN = 1.5  # guess: a subprocess among 4 at once takes this many times longer
 
 
 @dataclass
@@ -151,6 +158,7 @@ class Report:
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
     elapsed_s: float = 0.0
     finished: bool = False
+    load_avg: dict[str, list[float]] = field(default_factory=dict)  # os.getloadavg() at start / end
 
 
 @dataclass
@@ -416,10 +424,14 @@ class Bench:
         progress(f"skipped: {what}")
         self.save()
 
-    def guess(self, way: str) -> float:
+    def guess(self, way: str, typical: bool = False) -> float:
+        """Seconds one subprocess of ``way`` is expected to take: the longest seen alone so far
+        (the mean with ``typical``), else the guess in GUESS_S."""
         seen = [r.wall_s for r in self.report.runs if r.way == way and r.part in ("alone", "second")
                 and r.status in ("pass", "fail")]
-        return max(seen) if seen else GUESS_S[self.s.device][way]
+        if not seen:
+            return GUESS_S[self.s.device][way]
+        return statistics.fmean(seen) if typical else max(seen)
 
     # -- alone (+ second)
 
@@ -476,7 +488,7 @@ class Bench:
         n = self.args.parallel
         waves = math.ceil(len(self.tasks) / n)
         for way in ("verify", "plain"):
-            need = waves * self.guess(way) * PARALLEL_SLOWDOWN
+            need = waves * self.guess(way, typical=True) * PARALLEL_SLOWDOWN
             if not self.budget.fits(need):
                 self.report.sets.append(SetRun(way, n, 0.0, skipped=f"needs ~{need:.0f}s"))
                 self.skip(f"parallel{n} {way} set (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
@@ -509,30 +521,46 @@ class Bench:
     # -- plugin
 
     def plugin(self) -> None:
-        need = len(self.tasks) * GUESS_S[self.s.device]["plugin_task"] + 20
+        again = not self.args.no_plugin_again
+        need = len(self.tasks) * GUESS_S[self.s.device]["plugin_task"] * (1.5 if again else 1) + 20
         if not self.budget.fits(need):
             self.skip(f"plugin (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
             return
         with tempfile.TemporaryDirectory(prefix="judge-speed-") as tmp:
-            run = plugin_session(self.tasks, self.s, Path(tmp), _timeout(self.s, self.budget) * 2)
+            limit = max(30.0, min(self.s.timeout_s * len(self.tasks), self.budget.left() + 30.0))
+            run = plugin_session(self.tasks, self.s, Path(tmp), limit, again)
         self.report.plugin.append(run)
         progress(f"plugin: {run.status} {run.wall_s:.1f}s total; "
                  + ", ".join(f"{k} {v:.1f}s {run.outcomes.get(k, '?')}" for k, v in run.per_task_s.items()))
         self.save()
 
 
-def plugin_session(tasks: list[Task], s: Settings, tmp: Path, timeout_s: float) -> PluginRun:
-    """Run one ``pytest --falcon`` session over links to the task files; parse its JUnit XML."""
-    task_dir = tmp / "tasks"
+AGAIN = "__again"  # plugin part: a second copy of each task and candidate, judged after the first
+
+
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+
+
+def plugin_session(tasks: list[Task], s: Settings, tmp: Path, timeout_s: float, again: bool) -> PluginRun:
+    """Run one ``pytest --falcon`` session over links to the task files; parse its JUnit XML.
+
+    With ``again`` every task is collected twice (``<stem>.py`` and ``<stem>__again.py``, the
+    same source, each with a link to the same candidate): the second item's time is what one
+    more candidate of an already judged task costs in a session (the checker caches references
+    by task source).
+    """
+    task_dir, cand_dir = tmp / "tasks", tmp / "candidates"
     for task in tasks:
-        link = task_dir / f"{task.name}.py"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(task.path)
+        for suffix in ("", AGAIN) if again else ("",):
+            _link(task_dir / f"{task.name}{suffix}.py", task.path)
+            _link(cand_dir / f"{task.name}{suffix}.py", task.candidate)
     (tmp / "pytest.ini").write_text("[pytest]\n")
     junit = tmp / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", *plugin_args(), "-c", str(tmp / "pytest.ini"),
            "--rootdir", str(tmp), "-p", "no:cacheprovider", "-q", "--falcon", str(task_dir),
-           "--falcon-candidates", str(CANDIDATES), "--falcon-device", s.device,
+           "--falcon-candidates", str(cand_dir), "--falcon-device", s.device,
            "--falcon-shapes", s.shapes, "--falcon-seeds", str(s.seeds),
            "--falcon-run-dir", str(tmp / "runs"), "--junitxml", str(junit)]
     t = run_timed(cmd, timeout_s, s.env, cwd=tmp)
@@ -626,6 +654,29 @@ def set_rows(report: Report) -> list[list[Any]]:
     return rows
 
 
+def plugin_rows(run: PluginRun) -> list[list[Any]]:
+    """Rows of the plugin table: each task's item and, when collected, its second copy."""
+    rows = []
+    for name, secs in run.per_task_s.items():
+        if name.endswith(AGAIN):
+            continue
+        again = run.per_task_s.get(name + AGAIN)
+        outcomes = [run.outcomes.get(n, "") for n in (name, name + AGAIN) if n in run.outcomes]
+        rows.append([name, f"{secs:.1f}", f"{again:.1f}" if again is not None else "-", "/".join(outcomes)])
+    return rows
+
+
+def _plugin_vs_alone(report: Report, run: PluginRun) -> str:
+    """One line: the plugin session against the alone verify and plain sums of its tasks."""
+    sums = {}
+    for way in ("verify", "plain"):
+        found = [_median_run(report.runs, way, t) for t in run.per_task_s if not t.endswith(AGAIN)]
+        sums[way] = sum(r.wall_s for r in found if r) if all(found) and found else None
+    parts = [f"{way} one at a time {v:.1f}s (plugin/{way} {run.wall_s / v:.2f})"
+             for way, v in sums.items() if v]
+    return "  same tasks: " + ("; ".join(parts) if parts else "no alone runs to compare")
+
+
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
     try:
         from tabulate import tabulate
@@ -638,7 +689,8 @@ def print_tables(report: Report, tasks: list[str]) -> None:
     """Print the tables of everything measured."""
     m = report.machine
     print(f"\nmachine: {m.device_name} ({m.device}); CPU {m.cpu}, {m.cores} cores; python {m.python}, "
-          f"torch {m.torch}, triton {m.triton}; shapes {report.options['shapes']}")
+          f"torch {m.torch}, triton {m.triton}; shapes {report.options['shapes']}; "
+          f"load average (1/5/15 min) at start {report.load_avg.get('start')}, end {report.load_avg.get('end')}")
     rows, ratios = alone_rows(report, tasks)
     if rows:
         print("\none at a time (seconds, end to end; median of repeats)")
@@ -655,10 +707,10 @@ def print_tables(report: Report, tasks: list[str]) -> None:
         print(f"\nplugin session: {run.status}, {run.wall_s:.1f}s total, "
               f"{sum(run.per_task_s.values()):.1f}s in items, "
               f"{run.wall_s - sum(run.per_task_s.values()):.1f}s session start/end")
-        print(_table([[k, f"{v:.1f}", run.outcomes.get(k, "")] for k, v in run.per_task_s.items()],
-                     ["item", "seconds", "outcome"]))
+        print(_table(plugin_rows(run), ["item", "seconds", f"{AGAIN} copy", "outcomes"]))
         if run.detail:
             print(f"  {run.detail}")
+        print(_plugin_vs_alone(report, run))
     for what in report.skipped:
         print(f"skipped: {what}")
 
@@ -742,7 +794,7 @@ def estimate(tasks: list[Task], args: argparse.Namespace) -> tuple[dict[str, int
         secs += waves * PARALLEL_SLOWDOWN * (g["verify"] + g["plain"])
     if "plugin" in parts:
         counts["plugin"] = 1
-        secs += n * g["plugin_task"] + 20
+        secs += n * g["plugin_task"] * (1 if args.no_plugin_again else 1.5) + 20
     if args.shapes == "scaled" and "alone" not in parts and "parallel4" in parts:
         counts["shape probes"] = n
         secs += n * g["plain"]
@@ -768,6 +820,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the report here after each measurement")
     p.add_argument("--kernelbench", default=None, help="KernelBench problems folder")
     p.add_argument("--kernelfalcon", default=None, help="command that runs kernelfalcon (shell words)")
+    p.add_argument("--no-plugin-again", action="store_true",
+                   help="plugin part: collect each task once (default: twice, the copy judged after)")
     p.add_argument("--estimate", action="store_true", help="print the plan and a rough time; run nothing")
     return p
 
@@ -802,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: v for k, v in vars(args).items() if k != "estimate"}
     options["kernelfalcon_cmd"] = list(settings.kernelfalcon)
     options["plan"] = {"subprocesses": counts, "rough_s": secs}
-    report = Report(machine(args.device), options)
+    report = Report(machine(args.device), options, load_avg={"start": list(os.getloadavg())})
     bench = Bench(tasks, settings, args, report)
     bench.save()
     if "alone" in args.parts:
@@ -814,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     if "plugin" in args.parts:
         bench.plugin()
     report.finished = True
+    report.load_avg["end"] = list(os.getloadavg())
     bench.save()
     print_tables(report, [t.name for t in tasks])
     progress(f"done in {bench.budget.elapsed():.0f}s")
