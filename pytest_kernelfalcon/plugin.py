@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_kernelfalcon.config import OPTIONS, FalconConfig
+from pytest_kernelfalcon.config import OPTIONS, FalconConfig, default_of, ini_type
 from pytest_kernelfalcon.core.outcome import TaskOutcome
-from pytest_kernelfalcon.session import FalconSession, new_run_id
+from pytest_kernelfalcon.session import FalconSession
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.tasks import TaskFile
@@ -23,13 +23,14 @@ OUTCOME_PROPERTY = "falcon_outcome"
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the ``--falcon*`` option group and the mirroring ``falcon_*`` ini keys."""
     group = parser.getgroup("falcon", "kernelfalcon: LLM-generated Triton kernels, trusted checker")
-    for flag, dest, kind, _default, help_text in OPTIONS:
+    for flag, dest, kind, help_text in OPTIONS:
+        default = default_of(dest)
+        shown = f"{help_text} (default: {default})" if default not in (None, False) else help_text
         if kind == "bool":
-            group.addoption(flag, action="store_true", dest=dest, default=None, help=help_text)
+            group.addoption(flag, action="store_true", dest=dest, default=None, help=shown)
         else:
-            group.addoption(flag, dest=dest, default=None, metavar=dest.split("_", 1)[1].upper(),
-                            help=help_text)
-        parser.addini(dest, help=help_text, default="")
+            group.addoption(flag, dest=dest, default=None, metavar=dest.split("_", 1)[1].upper(), help=shown)
+        parser.addini(dest, help=shown, type=ini_type(kind), default=None)  # type: ignore[arg-type]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,8 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     cfg = FalconConfig.from_pytest(config)
     if not cfg.falcon:
         return
+    cfg.check_device()
     workerinput = getattr(config, "workerinput", None)
-    run_id = workerinput["falcon_run_id"] if workerinput else (cfg.falcon_resume or new_run_id())
+    run_id = workerinput["falcon_run_id"] if workerinput else _run_id(cfg)
     worker_id = workerinput.get("workerid") if workerinput else None
     session = FalconSession(cfg, Path(str(config.rootpath)), run_id, worker_id)
     if session.mode == "pipeline" and workerinput is None and not config.option.collectonly:
@@ -50,12 +52,21 @@ def pytest_configure(config: pytest.Config) -> None:
             session.on_event = Progress(config)
 
 
+def _run_id(cfg: FalconConfig) -> str:
+    """A new run id, or the one to resume (which must exist: resuming nothing is a usage error)."""
+    from pytest_kernelfalcon.pipeline.rundir import new_run_id
+
+    if cfg.falcon_resume is None:
+        return new_run_id()
+    if not (cfg.falcon_run_dir / cfg.falcon_resume).is_dir():
+        raise pytest.UsageError(f"--falcon-resume {cfg.falcon_resume}: no such run in {cfg.falcon_run_dir}")
+    return cfg.falcon_resume
+
+
 def _check_provider(session: FalconSession) -> None:
     """Fail at start, loudly, on a provider that cannot work (no key, unknown name, no transcripts)."""
-    from pytest_kernelfalcon.pipeline.session import validate_provider
-
     try:
-        validate_provider(session)
+        session.validate_provider()
     except Exception as exc:  # the provider's own config error, whatever its class
         raise pytest.UsageError(f"falcon: {exc}") from exc
 
@@ -91,12 +102,25 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Collect a ``.py`` file defining ``Model``, ``get_inputs`` and ``get_init_inputs`` as a task."""
     if file_path.suffix != ".py" or SESSION_KEY not in parent.config.stash:
         return None
-    from pytest_kernelfalcon.core.tasks import discover_tasks
+    from pytest_kernelfalcon.core.tasks import discover_tasks, looks_like_task, task_problem
 
     tasks = discover_tasks([file_path])
-    if not tasks:
-        return None
-    return TaskFileCollector.from_parent(parent, path=file_path, task=tasks[0])
+    if tasks:
+        return TaskFileCollector.from_parent(parent, path=file_path, task=tasks[0])
+    problem = task_problem(file_path) if looks_like_task(file_path) else None
+    return BadTaskFile.from_parent(parent, path=file_path, problem=problem) if problem else None
+
+
+class BadTaskFile(pytest.File):
+    """A file that means to be a task but cannot be one: a collection error with the one-line reason."""
+
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def collect(self) -> list[pytest.Item]:
+        """Raise the collection error."""
+        raise self.CollectError(f"falcon: {self.problem}")
 
 
 class TaskFileCollector(pytest.File):
@@ -129,11 +153,16 @@ class TaskItem(pytest.Item):
             self.add_marker(pytest.mark.skip(reason=f"needs {', '.join(task.missing)} (not installed)"))
 
     def runtest(self) -> None:
-        """Run the task; skip when the reference itself cannot run here; fail with the category."""
-        outcome = self.config.stash[SESSION_KEY].run_task(self.task)
+        """Run the task; skip when the reference cannot run here; xfail a known failure; else fail."""
+        session = self.config.stash[SESSION_KEY]
+        outcome = session.run_task(self.task)
         self.user_properties.append((OUTCOME_PROPERTY, json.dumps(outcome.to_json())))
         if outcome.category == "reference_error":
             pytest.skip(f"reference cannot run here: {outcome.detail.splitlines()[0][:300]}")
+        if outcome.category == "harness_error":
+            self.session.shouldstop = f"falcon: harness error (not the candidate's): {outcome.detail}"
+        elif not outcome.passed and (known := session.known_failure(self.task.id)) is not None:
+            pytest.xfail(f"known failure (baseline: {known}; now: {outcome.category})")
         if not outcome.passed:
             raise TaskFailed(outcome)
 
@@ -141,6 +170,8 @@ class TaskItem(pytest.Item):
         """Show the failing stage, category and the concrete detail, not a traceback."""
         if isinstance(excinfo.value, TaskFailed):
             out = excinfo.value.outcome
+            if out.category == "harness_error":
+                return f"{out.task_id}: harness error at {out.stage or 'check'} (not the candidate's): {out.detail}"
             return f"{out.task_id}: failed at {out.stage or 'check'}: {out.category}\n{out.detail}"
         return str(super().repr_failure(excinfo, style=style))
 
@@ -150,9 +181,17 @@ class TaskItem(pytest.Item):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep only this shard's tasks under ``--falcon-shard I/N``."""
+    """Order tasks naturally (``8_`` before ``89_``); keep only this shard's under ``--falcon-shard I/N``."""
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or session.cfg.falcon_shard is None:
+    if session is None:
+        return
+    from pytest_kernelfalcon.core.tasks import natural_key
+
+    slots = [i for i, item in enumerate(items) if isinstance(item, TaskItem)]
+    ordered = sorted((items[i] for i in slots), key=lambda item: natural_key(item.nodeid))
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+    if session.cfg.falcon_shard is None:
         return
     from pytest_kernelfalcon.reports.shard import select_shard
 
@@ -205,6 +244,17 @@ class FalconController:
 
     def __init__(self, session: FalconSession) -> None:
         self.session = session
+        self.interrupted = False
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Under ``-q`` (no header) still say in one line what is judged and where answers come from."""
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and (not reporter.showheader or reporter.no_header):
+            reporter.write_line(self.session.header_line())
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Remember the interrupt: the summary prints the command that resumes the run."""
+        self.interrupted = True
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -242,6 +292,12 @@ class FalconController:
         terminalreporter.section("kernelfalcon")
         for line in summary_text(self.session).splitlines():
             terminalreporter.write_line(line)
+        if self.interrupted and self.session.mode == "pipeline":
+            from pytest_kernelfalcon.reports.summary import resume_command
+
+            args = [str(a) for a in terminalreporter.config.invocation_params.args]
+            terminalreporter.write_line(f"falcon: interrupted; finished tasks are kept in {self.session.run_dir}")
+            terminalreporter.write_line(f"resume with: {resume_command(args, self.session.run_id)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

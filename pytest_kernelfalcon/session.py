@@ -6,7 +6,6 @@ import dataclasses
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +17,8 @@ from pytest_kernelfalcon.core.verdict import Category
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import Checker
     from pytest_kernelfalcon.core.tasks import TaskFile
-
-
-def new_run_id() -> str:
-    """Return a sortable, unique run id like ``20261125-134501-3f9a``."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    from pytest_kernelfalcon.pipeline.config import PipelineConfig
+    from pytest_kernelfalcon.pipeline.context import RunContext
 
 
 @dataclass
@@ -40,8 +36,21 @@ class FalconSession:
     written: list[Path] = field(default_factory=list)
     _checker: Checker | None = None
     _executor: Any = None  # the checker's executor, owned here (the pipeline's checkers share it)
-    pipeline: Any = None  # the pipeline.session.SessionPipeline, built on the first task
+    pipeline: RunContext | None = None  # the pipeline's run context, built on the first task
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _baseline: dict[str, str] | None = None
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def known_failure(self, task_id: str) -> str | None:
+        """The baseline's category for a task that failed there too (a known failure), else ``None``."""
+        if self.cfg.falcon_baseline is None:
+            return None
+        if self._baseline is None:
+            from pytest_kernelfalcon.reports.report import load_report
+
+            tasks = load_report(self.cfg.falcon_baseline)["tasks"]
+            self._baseline = {t["task_id"]: str(t.get("category") or "failed") for t in tasks if not t["passed"]}
+        return self._baseline.get(task_id)
 
     @property
     def mode(self) -> str:
@@ -91,13 +100,16 @@ class FalconSession:
     def checker(self) -> Checker:
         """The process's checker (reference outputs cached across items)."""
         with self._lock:
-            if self._checker is None:
-                from pytest_kernelfalcon.checker.checker import Checker
+            return self._checker_locked()
 
-                options = self.check_options()
-                self._executor = self.make_executor(options)
-                self._checker = Checker(options, self._executor)
-            return self._checker
+    def _checker_locked(self) -> Checker:
+        if self._checker is None:
+            from pytest_kernelfalcon.checker.checker import Checker
+
+            options = self.check_options()
+            self._executor = self.make_executor(options)
+            self._checker = Checker(options, self._executor)
+        return self._checker
 
     def make_executor(self, options: Any) -> Any:
         """The executor for candidate jobs: warm workers (one pool per process) or a fresh process each."""
@@ -116,9 +128,9 @@ class FalconSession:
         if self.mode == "check":
             outcome = self.judge_candidate(task)
         else:
-            from pytest_kernelfalcon.pipeline.session import run_pipeline_task
+            from pytest_kernelfalcon.pipeline.runner import run_task
 
-            outcome = run_pipeline_task(self, task, on_event=self.on_event)
+            outcome = run_task(task, self.run_context())
         return self.bench(task, outcome) if self.cfg.falcon_bench and outcome.passed else outcome
 
     def bench(self, task: TaskFile, outcome: TaskOutcome) -> TaskOutcome:
@@ -149,6 +161,42 @@ class FalconSession:
             category=verdict.category.value if verdict.category else None, detail=verdict.detail,
             wall_s=time.perf_counter() - start, seeds=verdict.seeds, shapes=verdict.shapes,
             low_signal=verdict.low_signal, source="check", extra={"candidate": str(candidate)})
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The pipeline's frozen settings for this session."""
+        return self.cfg.pipeline_config(self.check_options())
+
+    def make_provider(self, config: PipelineConfig) -> Any:
+        """Return the session's provider: replay reads the transcripts, live ones use the model."""
+        from pytest_kernelfalcon.llm import get_provider
+
+        if config.provider == "replay":
+            return get_provider("replay", root=self.transcripts_dir)
+        return get_provider(config.provider, model=config.model)
+
+    def validate_provider(self) -> None:
+        """Raise (``ProviderConfigError``, ``FileNotFoundError``) when the session's provider cannot work."""
+        from pytest_kernelfalcon.pipeline.prompts import load_prompts
+
+        config = self.pipeline_config()
+        if config.provider == "replay" and not self.transcripts_dir.is_dir():
+            raise FileNotFoundError(f"replay: no transcript directory {self.transcripts_dir}")
+        load_prompts(config.prompts_dir)
+        self.make_provider(config).close()
+
+    def run_context(self) -> RunContext:
+        """The pipeline's run context (run directory, recorded provider, this session's checker), built once."""
+        with self._lock:
+            if self.pipeline is None:
+                from pytest_kernelfalcon.pipeline.context import RunContext
+                from pytest_kernelfalcon.pipeline.rundir import RunDir
+
+                config = self.pipeline_config()
+                rundir = RunDir.create(config.run_root, self.run_id)
+                checker = self._checker_locked()
+                self.pipeline = RunContext.build(config, self.make_provider(config), checker=checker,
+                                                 executor=checker.executor, rundir=rundir, on_event=self.on_event)
+            return self.pipeline
 
     def close(self) -> None:
         """Release executors and providers."""

@@ -187,7 +187,8 @@ class Checker:
 
         failed = job_failure(result, "reference")
         if failed is not None:
-            category = failed.category if failed.category == Category.CANCELLED else Category.REFERENCE_ERROR
+            kept = (Category.CANCELLED, Category.HARNESS_ERROR)
+            category = failed.category if failed.category in kept else Category.REFERENCE_ERROR
             return replace(failed, category=category, device=self.device, dtype=self.options.dtype)
         report = result.report or {}
         cases = tuple({**case, "plan_obj": plans[case["index"]]} for case in report["cases"])

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_kernelfalcon.checker.blame import harness_cause
 from pytest_kernelfalcon.core.compare import tolerance_for, trial_context, trial_facts
 from pytest_kernelfalcon.core.protocol import signal_name
 from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
@@ -45,6 +46,8 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.CANCELLED, f"{what} cancelled after {result.wall_s:.1f}s")
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
+    if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+        return Verdict.failed(Category.HARNESS_ERROR, cause)
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))
     error = result.report.get("error")

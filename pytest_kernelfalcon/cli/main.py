@@ -10,7 +10,7 @@ commands:
   verify TASK.py CANDIDATE.py   judge one candidate with the trusted checker
   report show|compare|merge     print, compare or merge JSON reports
 
-run 'kernelfalcon <command> --help' for a command's options"""
+run 'kernelfalcon <command> --help' for a command's options; 'kernelfalcon --version' prints the version"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
+    if args[0] == "--version":
+        from pytest_kernelfalcon import __version__
+
+        print(f"kernelfalcon {__version__}")
+        return 0
     command, rest = args[0], args[1:]
     if command == "verify":
         from pytest_kernelfalcon.cli.verify import main as verify_main

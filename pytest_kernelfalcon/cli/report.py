@@ -37,7 +37,7 @@ MERGED_FROM = ("shard", "run_id", "run_dir", "gpu", "started", "finished", "vers
 
 def _parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``kernelfalcon report``."""
-    parser = argparse.ArgumentParser(prog="kernelfalcon report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="kernelfalcon report", description=plain_text(__doc__ or ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print a report as tables")
@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plain_text(doc: str) -> str:
+    """Return a docstring as plain text for ``--help`` (reST literals unquoted)."""
+    return doc.replace("``", "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kernelfalcon report``; return the exit code."""
     try:
@@ -69,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return merge(args.output, args.reports)
     except ReportError as exc:
         print(f"kernelfalcon report: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, AttributeError) as exc:  # a field the structural check does not cover
+        print(f"kernelfalcon report: malformed report: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 

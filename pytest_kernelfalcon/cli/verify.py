@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,8 +16,20 @@ if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import CheckOptions
 
 
+EXIT_CODES = """exit codes:
+  0  the candidate was accepted
+  1  the candidate was rejected (the verdict's category says why)
+  2  bad usage: an option, an unreadable or malformed task or candidate file, an impossible device
+  3  harness error: the harness or the machine failed (e.g. a missing package), not the candidate"""
+JOB_CANDIDATE = re.compile(r"\bcandidate\.py\b")
+
+
 class _UsageError(Exception):
     pass
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help; the exit codes kept as written."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,16 +42,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``kernelfalcon verify``."""
-    p = _Parser(prog="kernelfalcon verify", description="Judge one candidate with the trusted checker.")
+    p = _Parser(prog="kernelfalcon verify", description="Judge one candidate with the trusted checker.",
+                epilog=EXIT_CODES, formatter_class=_HelpFormatter)
     p.add_argument("task", type=Path, help="KernelBench-format task file (Model, get_inputs, get_init_inputs)")
     p.add_argument("candidate", type=Path, help="candidate file defining ModelNew")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                   help="cpu runs Triton through TRITON_INTERPRET=1 (default: cuda if available)")
+                   help="cpu runs Triton through TRITON_INTERPRET=1; auto: cuda if available")
     p.add_argument("--shapes", choices=("official", "scaled", "fuzz"), default=None,
-                   help="size plan (default: official on cuda, scaled on cpu)")
+                   help="size plan (unset: official on cuda, scaled on cpu)")
     p.add_argument("--seeds", type=int, default=3, help="trials (fresh inputs) per shape plan")
     p.add_argument("--seed", type=int, default=None, help="base seed (replays a fuzz run)")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="dtype of inputs, weights and outputs (tolerance fp32 1e-4, bf16/fp16 1e-2)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per child process")
     p.add_argument("--data-path", choices=("auto", "files", "resident"), default="auto",
                    help="resident: inputs, reference and comparison stay on the device (official shapes; "
@@ -70,6 +86,8 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     from pytest_kernelfalcon.checker.checker import CheckOptions, resolve_device
 
     device = resolve_device(args.device)
+    if device == "cuda" and not _cuda_available():
+        raise _UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     shapes = args.shapes or ("official" if device == "cuda" else "scaled")
     if args.seeds < 1 or args.timeout <= 0:
         raise _UsageError("--seeds must be >= 1 and --timeout > 0")
@@ -81,11 +99,12 @@ def _options(args: argparse.Namespace) -> CheckOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``kernelfalcon verify``; return 0 accepted, 1 rejected, 2 bad usage or unreadable files."""
+    """Run ``kernelfalcon verify``; return 0 accepted, 1 rejected, 2 bad usage, 3 harness error."""
     from pytest_kernelfalcon.checker.checker import verify_candidate
 
     try:
         args = build_parser().parse_args(argv)
+        _check_files(args.task, args.candidate)
         options = _options(args)
     except _UsageError as exc:
         if str(exc):
@@ -93,16 +112,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    for path in (args.task, args.candidate):
-        if not path.is_file() or not _readable(path):
-            print(f"kernelfalcon verify: cannot read {path}", file=sys.stderr)
-            return 2
-    verdict = verify_candidate(args.task, args.candidate, options)
+    verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options), args.candidate)
     if args.json:
         print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate)}))
     else:
         print(summary(verdict, args.task, args.candidate))
+    if verdict.category is not None and verdict.category.value == "harness_error":
+        return 3
     return 0 if verdict.passed else 1
+
+
+def _check_files(task: Path, candidate: Path) -> None:
+    """Raise ``_UsageError`` (one line) for an unreadable candidate or a task file that is no task."""
+    from pytest_kernelfalcon.core.tasks import task_problem
+
+    if not candidate.is_file() or not _readable(candidate):
+        raise _UsageError(f"cannot read candidate {candidate}")
+    problem = task_problem(task) if task.is_file() else f"cannot read task file {task}"
+    if problem is not None:
+        raise _UsageError(problem)
+
+
+def _in_user_terms(verdict: Verdict, candidate: Path) -> Verdict:
+    """The verdict with the job's ``candidate.py`` named as the user's file (``my_kernel.py:12``)."""
+    return dataclasses.replace(verdict, detail=JOB_CANDIDATE.sub(str(candidate), verdict.detail))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _readable(path: Path) -> bool:

@@ -97,7 +97,7 @@ def _python_files(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
     files = [p for p in path.rglob("*.py") if _wanted(p.relative_to(path))]
-    return sorted(files, key=lambda p: _natural_key(str(p.relative_to(path))))
+    return sorted(files, key=lambda p: natural_key(str(p.relative_to(path))))
 
 
 def _wanted(relative: Path) -> bool:
@@ -108,7 +108,7 @@ def _wanted(relative: Path) -> bool:
     return not (name.startswith(".") or name == "conftest.py" or name.startswith("test_"))
 
 
-def _natural_key(text: str) -> list[Any]:
+def natural_key(text: str) -> list[Any]:
     """Return a sort key that orders ``2_x`` before ``10_x``."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
@@ -123,6 +123,37 @@ def _read_task(path: Path) -> TaskFile | None:
         return None
     level = task_level(path)
     return TaskFile(path, level, path.stem, f"{level}/{path.stem}", _missing_packages(tree))
+
+
+TASK_NAMES = ("Model", "get_inputs", "get_init_inputs")
+_LOOKS_LIKE_TASK = re.compile(r"^(class\s+Model\b|def\s+get_inputs\b|def\s+get_init_inputs\b)", re.M)
+
+
+def task_problem(path: Path) -> str | None:
+    """Return in one line why ``path`` is not a usable task file (empty, syntax, missing names), else None."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot read task file {path}: {exc}"
+    if not source.strip():
+        return f"task file {path} is empty (a task defines {', '.join(TASK_NAMES)})"
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return f"task file {path}{f':{line}' if line else ''}: syntax error: {getattr(exc, 'msg', exc)}"
+    missing = [n for n in TASK_NAMES if n not in _top_level_names(tree)]
+    if missing:
+        return f"task file {path} defines no {', '.join(missing)} (a task defines {', '.join(TASK_NAMES)})"
+    return None
+
+
+def looks_like_task(path: Path) -> bool:
+    """Whether a file means to be a task (defines ``Model``, ``get_inputs`` or ``get_init_inputs``)."""
+    try:
+        return bool(_LOOKS_LIKE_TASK.search(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def task_level(path: Path) -> str:

@@ -33,6 +33,9 @@ class Category(str, Enum):
     FORMAT_ERROR = "format_error"
     BUDGET_EXCEEDED = "budget_exceeded"
     WORKER_CRASH = "worker_crash"
+    # the harness or the machine failed (a missing package, a child that broke before the candidate
+    # was imported): never the candidate's failure, never fed back to the LLM
+    HARNESS_ERROR = "harness_error"
 
 
 @dataclass(frozen=True)

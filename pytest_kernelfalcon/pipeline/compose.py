@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, bound_names, extract_code
+from pytest_kernelfalcon.pipeline.context import stop_on_harness_error
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rename import prefix_kernel
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
@@ -22,7 +23,7 @@ from pytest_kernelfalcon.pipeline.sources import (
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.verdict import Verdict
-    from pytest_kernelfalcon.pipeline.config import TaskScope
+    from pytest_kernelfalcon.pipeline.context import TaskScope
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def compose_model(scope: TaskScope, fused_path: Path, kernels: list[Kernel]) -> 
 def _check(scope: TaskScope, candidate: Path, round_: int) -> Verdict:
     verdict = scope.ctx.checker.verify(scope.task.path, candidate)
     save_verdict(candidate.with_suffix(".verdict.json"), verdict)
+    stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM
     scope.emit("verdict", stage="compose", subgraph="", worker=0, round=round_, passed=verdict.passed,
                category=verdict.category.value if verdict.category else None, detail=verdict.detail[:500])
     return verdict

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
+from pytest_kernelfalcon.pipeline.context import stop_on_harness_error
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
 from pytest_kernelfalcon.pipeline.sources import fused_file
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import Checker
-    from pytest_kernelfalcon.pipeline.config import TaskScope
+    from pytest_kernelfalcon.pipeline.context import TaskScope
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def fuse_model(scope: TaskScope) -> FuseResult:
         atomic_write_text(candidate, fused_file(block.code, task_source))
         verdict = checker.verify(scope.task.path, candidate)
         save_verdict(conv.path(round_, ".verdict.json"), verdict)
+        stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM
         last = verdict_text(verdict)
         scope.emit("verdict", stage="fuse", subgraph="", worker=0, round=round_, passed=verdict.passed,
                    category=last[0] if not verdict.passed else None, detail=verdict.detail[:500])

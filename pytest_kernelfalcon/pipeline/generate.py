@@ -11,13 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
-from pytest_kernelfalcon.pipeline.config import BudgetExceeded
+from pytest_kernelfalcon.pipeline.context import (
+    BudgetExceeded,
+    HarnessFailure,
+    stop_on_harness_error,
+)
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.verdict import Verdict
-    from pytest_kernelfalcon.pipeline.config import TaskScope
+    from pytest_kernelfalcon.pipeline.context import TaskScope
     from pytest_kernelfalcon.pipeline.extract import SubgraphSpec
 
 # how far a failed candidate got; the most informative failure is the one that got furthest
@@ -93,7 +97,8 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
                               round=meta.get("round"), resumed=True)
     broken = _reference_problem(scope, spec)
     if broken is not None:
-        return GenerateResult(spec.id, False, None, 0, Category.REFERENCE_ERROR.value, broken)
+        return GenerateResult(spec.id, False, None, 0, broken.category.value if broken.category else
+                              Category.REFERENCE_ERROR.value, broken.detail)
     race = Race()
     ends = _run_workers(scope, spec, race)
     rounds = sum(e.rounds for e in ends)
@@ -105,12 +110,12 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
     return GenerateResult(spec.id, False, None, rounds, category, detail)
 
 
-def _reference_problem(scope: TaskScope, spec: SubgraphSpec) -> str | None:
-    """Run (and cache) the spec's reference once before the workers start; return its error if any."""
+def _reference_problem(scope: TaskScope, spec: SubgraphSpec) -> Verdict | None:
+    """Run (and cache) the spec's reference once before the workers start; return its failure if any."""
     from pytest_kernelfalcon.core.verdict import Verdict
 
     found = scope.ctx.checker.reference(spec.task_path.read_text(encoding="utf-8"))
-    return found.detail if isinstance(found, Verdict) else None
+    return found if isinstance(found, Verdict) else None
 
 
 def _run_workers(scope: TaskScope, spec: SubgraphSpec, race: Race) -> list[WorkerEnd]:
@@ -118,7 +123,11 @@ def _run_workers(scope: TaskScope, spec: SubgraphSpec, race: Race) -> list[Worke
     scope.emit("workers", stage="generate", subgraph=spec.id, workers=workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kf-{spec.id}") as pool:
         futures = [pool.submit(run_worker, scope, spec, race, w) for w in range(workers)]
-        done, _ = wait(futures, timeout=max(scope.budget.remaining_s(), 0.0))
+        try:
+            done, _ = wait(futures, timeout=max(scope.budget.remaining_s(), 0.0))
+        except BaseException:  # Ctrl-C: cancel the workers' LLM calls and checker jobs, not wait them out
+            race.cancel.set()
+            raise
         if len(done) < len(futures):
             race.cancel.set()  # the task's wall time ran out: stop everyone
     return [_end_of(f, w) for w, f in enumerate(futures)]
@@ -138,6 +147,9 @@ def _save_winner(out: Path, candidate: Path, worker: int, round_: int) -> None:
 
 def most_informative(ends: list[WorkerEnd]) -> tuple[str, str]:
     """Return the category and detail of the failure that got furthest (budget beats all)."""
+    harness = [e for e in ends if e.status == "harness"]
+    if harness:
+        return Category.HARNESS_ERROR.value, harness[0].detail
     budget = [e for e in ends if e.status == "budget"]
     if budget:
         return Category.BUDGET_EXCEEDED.value, budget[0].detail
@@ -163,6 +175,9 @@ def run_worker(scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int) ->
     except BudgetExceeded as exc:
         race.cancel.set()
         return state.end("budget", Category.BUDGET_EXCEEDED.value, str(exc))
+    except HarnessFailure as exc:  # the machine, not the candidate: stop every worker, tell the LLM nothing
+        race.cancel.set()
+        return state.end("harness", Category.HARNESS_ERROR.value, exc.cause)
     except ProviderError as exc:
         return state.end("failed", Category.LLM_ERROR.value, f"{type(exc).__name__}: {exc}")
 
@@ -238,6 +253,7 @@ class _WorkerState:
         verdict = self.scope.ctx.checker.verify(self.spec.task_path, candidate, cancel=self.race.cancel)
         self.race.record(block.digest, verdict)
         save_verdict(self.conv.path(round_, ".verdict.json"), verdict)
+        stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM
         self.scope.emit("verdict", stage="generate", subgraph=self.spec.id, worker=self.worker,
                         round=round_, passed=verdict.passed,
                         category=verdict.category.value if verdict.category else None,

@@ -11,7 +11,7 @@ from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.llm.base import Completion
-    from pytest_kernelfalcon.pipeline.config import TaskScope
+    from pytest_kernelfalcon.pipeline.context import TaskScope
 
 
 @dataclass

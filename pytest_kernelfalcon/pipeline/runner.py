@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 from pytest_kernelfalcon.core.outcome import TaskOutcome
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.compose import Kernel, compose_model
-from pytest_kernelfalcon.pipeline.config import BudgetExceeded, TaskBudget, TaskScope
+from pytest_kernelfalcon.pipeline.context import (
+    BudgetExceeded,
+    HarnessFailure,
+    TaskBudget,
+    TaskScope,
+)
 from pytest_kernelfalcon.pipeline.extract import ExtractRequest, extract_subgraphs
 from pytest_kernelfalcon.pipeline.fuse import fuse_model
 from pytest_kernelfalcon.pipeline.generate import generate_kernel
@@ -18,7 +23,7 @@ from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.tasks import TaskFile
-    from pytest_kernelfalcon.pipeline.config import RunContext
+    from pytest_kernelfalcon.pipeline.context import RunContext
 
 
 class StageFailed(Exception):
@@ -32,8 +37,9 @@ class StageFailed(Exception):
 def run_task(task: TaskFile, ctx: RunContext) -> TaskOutcome:
     """Run the pipeline on ``task`` and return its outcome (a finished task's saved outcome as is)."""
     task_dir = ctx.rundir.task_dir(task.id)
-    if (task_dir / "outcome.json").is_file():
-        return TaskOutcome.from_json(read_json(task_dir / "outcome.json"))
+    saved = _saved_outcome(task_dir)
+    if saved is not None:
+        return saved
     usage, sources = load_usage(task_dir)
     scope = TaskScope(ctx, task, task_dir, TaskBudget(ctx.config, usage, sources))
     start = time.monotonic()
@@ -49,6 +55,14 @@ def run_task(task: TaskFile, ctx: RunContext) -> TaskOutcome:
     atomic_write_json(task_dir / "outcome.json", outcome.to_json())
     scope.emit("task_end", passed=outcome.passed, stage=outcome.stage, category=outcome.category)
     return outcome
+
+
+def _saved_outcome(task_dir: Any) -> TaskOutcome | None:
+    """A finished task's outcome, to reuse on resume (a harness error is not reused: the machine may be fixed)."""
+    if not (task_dir / "outcome.json").is_file():
+        return None
+    outcome = TaskOutcome.from_json(read_json(task_dir / "outcome.json"))
+    return None if outcome.category == Category.HARNESS_ERROR.value else outcome
 
 
 def outcome_source(sources: frozenset[str]) -> str:
@@ -74,6 +88,9 @@ def _stage(scope: TaskScope, name: str, fn: Any, *args: Any, **fields: Any) -> A
     except ProviderError as exc:
         scope.emit("stage_end", stage=name, ok=False, category=Category.LLM_ERROR.value, **fields)
         raise StageFailed(name, Category.LLM_ERROR.value, f"{type(exc).__name__}: {exc}") from exc
+    except HarnessFailure as exc:
+        scope.emit("stage_end", stage=name, ok=False, category=Category.HARNESS_ERROR.value, **fields)
+        raise StageFailed(name, Category.HARNESS_ERROR.value, exc.cause) from exc
     ok = bool(getattr(result, "passed", getattr(result, "error", None) is None))
     scope.emit("stage_end", stage=name, ok=ok, resumed=getattr(result, "resumed", False), **fields)
     return result

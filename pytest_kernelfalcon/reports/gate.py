@@ -24,12 +24,19 @@ class GateResult:
     fail_under: float | None
     reasons: tuple[str, ...]
     prompts_changed: tuple[str, ...]  # template names whose hash differs from the baseline's
+    new_failures: tuple[str, ...] = ()  # not in the baseline, fail now
+    newly_passing: tuple[str, ...] = ()  # failed in the baseline, pass now
+    known: tuple[str, ...] = ()  # failed in the baseline, fail again (do not fail the gate)
 
     def summary(self) -> str:
         """Return the lines the terminal summary prints for this gate."""
         lines = [f"falcon gate: {'passed' if self.passed else 'FAILED'} (pass rate {100 * self.pass_rate:.1f}%)"]
         lines += [f"  {reason}" for reason in self.reasons]
         lines += [f"  regression: {task_id}" for task_id in self.regressions]
+        lines += [f"  newly failing (not in the baseline): {task_id}" for task_id in self.new_failures]
+        lines += [f"  newly passing: {task_id}" for task_id in self.newly_passing]
+        if self.known:
+            lines.append(f"  known failures (failed in the baseline too): {len(self.known)}")
         if self.prompts_changed:
             lines.append(f"  prompts changed since the baseline: {', '.join(self.prompts_changed)}")
         return "\n".join(lines)
@@ -72,28 +79,37 @@ def changed_prompts(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str
     return tuple(sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n)))
 
 
-def find_regressions(baseline: Mapping[str, Any], report: Mapping[str, Any]) -> tuple[str, ...]:
-    """Return the ids of tasks that passed in ``baseline`` and fail in ``report``."""
+def baseline_changes(baseline: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Return the task ids by change against ``baseline``: regressions, new failures, newly passing, known."""
     before, after = task_status(baseline), task_status(report)
-    return tuple(sorted(t for t, ok in after.items() if not ok and before.get(t)))
+    failing = sorted(t for t, ok in after.items() if not ok)
+    return {
+        "regressions": tuple(t for t in failing if before.get(t)),
+        "new_failures": tuple(t for t in failing if t not in before),
+        "known": tuple(t for t in failing if t in before and not before[t]),
+        "newly_passing": tuple(sorted(t for t, ok in after.items() if ok and t in before and not before[t])),
+    }
 
 
 def evaluate_gate(
     report: Mapping[str, Any], baseline: Mapping[str, Any] | None, fail_under: float | None
 ) -> GateResult:
-    """Return the gate's judgement of ``report`` against an optional baseline and minimum pass rate."""
+    """Return the gate's judgement: regressions and new failures against a baseline, a minimum pass rate."""
     pass_rate = float(report["total"]["pass_rate"])
     reasons: list[str] = []
-    regressions: tuple[str, ...] = ()
+    changes: dict[str, tuple[str, ...]] = {}
     prompts: tuple[str, ...] = ()
     if baseline is not None:
-        regressions = find_regressions(baseline, report)
+        changes = baseline_changes(baseline, report)
         prompts = changed_prompts(baseline, report)
-        if regressions:
-            reasons.append(f"{len(regressions)} task(s) passed in the baseline and fail now")
+        if changes["regressions"]:
+            reasons.append(f"{len(changes['regressions'])} task(s) passed in the baseline and fail now")
+        if changes["new_failures"]:
+            reasons.append(f"{len(changes['new_failures'])} task(s) not in the baseline fail")
     if fail_under is not None and pass_rate < fail_under:
         reasons.append(f"pass rate {100 * pass_rate:.1f}% is under the required {100 * fail_under:.1f}%")
-    return GateResult(not reasons, regressions, pass_rate, fail_under, tuple(reasons), prompts)
+    return GateResult(not reasons, changes.get("regressions", ()), pass_rate, fail_under, tuple(reasons), prompts,
+                      changes.get("new_failures", ()), changes.get("newly_passing", ()), changes.get("known", ()))
 
 
 def _speedups(report: Mapping[str, Any]) -> dict[str, float]:

@@ -193,12 +193,17 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ReportError(f"cannot read report {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is not JSON: {exc}") from exc
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != SCHEMA:
         found = f"schema {schema!r}" if schema else "no 'schema' key"
         raise ReportError(f"{path} is not a {SCHEMA} report ({found}); this version reads {SCHEMA}")
+    from pytest_kernelfalcon.reports.validate import report_problem
+
+    problem = report_problem(data)
+    if problem is not None:
+        raise ReportError(f"{path} is malformed: {problem}")
     return data
 
 

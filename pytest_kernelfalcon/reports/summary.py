@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.core.gpus import cuda_device_name
-from pytest_kernelfalcon.session import FalconSession
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.session import FalconSession
 
 
 def run_meta(session: FalconSession) -> dict[str, Any]:
@@ -27,7 +30,30 @@ def run_meta(session: FalconSession) -> dict[str, Any]:
         "gpu": cuda_device_name() if cfg.device == "cuda" else None,
         "shard": list(cfg.falcon_shard) if cfg.falcon_shard else None,
         "prompt_hashes": session.prompt_hashes(),
+        "started": session.started,
+        "finished": utc_now(),
     }
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-12-02T10:15:00Z``)."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def resume_command(args: list[str], run_id: str) -> str:
+    """The pytest command line that resumes run ``run_id`` (the same arguments, ``--falcon-resume`` set)."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--falcon-resume":
+            skip = True
+        elif not arg.startswith("--falcon-resume="):
+            kept.append(arg)
+    return shlex.join(["pytest", *kept, "--falcon-resume", run_id])
 
 
 def session_source(session: FalconSession) -> str:
@@ -71,7 +97,8 @@ def summary_text(session: FalconSession) -> str:
 
     if session.report is None or not session.outcomes:
         return "no task ran to an outcome"
-    lines = [f"answers: {session.report['meta']['source']}", summary_tables(session.report)]
+    lines = [] if session.mode == "check" else [f"answers: {session.report['meta']['source']}"]
+    lines.append(summary_tables(session.report))
     if session.gate is not None:
         lines.append(session.gate.summary())
     lines += [f"written: {path}" for path in session.written]

@@ -11,7 +11,7 @@ import pytest
 from pipeline_tiny import seed_task_dir, task_of
 
 from pytest_kernelfalcon.llm import ReplayMiss, ScriptedProvider, ScriptStep
-from pytest_kernelfalcon.pipeline.config import TaskBudget, TaskScope
+from pytest_kernelfalcon.pipeline.context import TaskBudget, TaskScope
 from pytest_kernelfalcon.pipeline.extract import load_specs
 from pytest_kernelfalcon.pipeline.generate import generate_kernel
 from pytest_kernelfalcon.pipeline.runner import run_task

@@ -18,7 +18,7 @@ from pipeline_tiny import task_of
 
 from pytest_kernelfalcon.llm import ReplayMiss, ScriptedProvider
 from pytest_kernelfalcon.pipeline import RunDir, run_task
-from pytest_kernelfalcon.pipeline.config import TaskBudget, TaskScope
+from pytest_kernelfalcon.pipeline.context import TaskBudget, TaskScope
 from pytest_kernelfalcon.pipeline.fuse import fuse_model
 
 HERE = Path(__file__).resolve().parent

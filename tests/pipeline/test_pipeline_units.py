@@ -12,7 +12,8 @@ import pytest
 
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, code_digest, extract_code
 from pytest_kernelfalcon.pipeline.compose import Kernel, compose_source
-from pytest_kernelfalcon.pipeline.config import BudgetExceeded, PipelineConfig, TaskBudget
+from pytest_kernelfalcon.pipeline.config import PipelineConfig
+from pytest_kernelfalcon.pipeline.context import BudgetExceeded, TaskBudget
 from pytest_kernelfalcon.pipeline.prompts import TEMPLATE_NAMES, load_prompts, template_hash
 from pytest_kernelfalcon.pipeline.rename import prefix_kernel
 from pytest_kernelfalcon.pipeline.rundir import RunDir, atomic_write_text

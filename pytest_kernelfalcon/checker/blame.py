@@ -1,0 +1,46 @@
+"""Whose failure is it: a job that failed because of the harness or the machine, not the code it judged.
+
+A missing package that the harness itself needs (torch, triton, numpy, this package), or any
+module missing for an import made outside the candidate's and the task's own files (inside
+torch or triton, or the child's own modules before the candidate was imported), is a
+``harness_error``: never charged to the candidate, never fed back to the LLM.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.executor.base import JobResult
+
+HARNESS_PACKAGES = frozenset({"torch", "triton", "numpy", "pytest_kernelfalcon"})
+JOB_FILES = re.compile(r"(^|/)(candidate|task_\d+|fused|kernel)\.py$")
+MISSING = re.compile(r"(ModuleNotFoundError|ImportError): No module named '([^']+)'")
+FRAME = re.compile(r'File "([^"]+)", line \d+')
+
+
+def harness_cause(result: JobResult) -> str | None:
+    """Return the one-line cause when a failed job is the harness's or the machine's fault, else ``None``."""
+    if result.timed_out or result.cancelled:
+        return None
+    error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
+    if isinstance(error, dict):
+        return _missing_module(str(error.get("message", "")), str(error.get("traceback", "")))
+    if result.report is None and result.returncode not in (0, None):
+        return _missing_module(result.stderr_tail, result.stderr_tail)  # the child broke before its job ran
+    return None
+
+
+def _missing_module(message: str, traceback: str) -> str | None:
+    found = MISSING.search(message) or MISSING.search(traceback)
+    if found is None:
+        return None
+    module = found.group(2)
+    frames = FRAME.findall(traceback)
+    importer = frames[-1] if frames else ""
+    if module.split(".")[0] in HARNESS_PACKAGES or (importer and not JOB_FILES.search(importer)):
+        where = f" (imported from {importer})" if importer else ""
+        return f"this machine lacks the Python module {module!r}{where}; install it in the environment that runs " \
+               f"the checker (e.g. pip install -e .)"
+    return None
