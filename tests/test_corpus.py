@@ -102,7 +102,7 @@ def corpus_shapes() -> str:
 
 def corpus_data_path() -> str:
     """Return the checker's data path for this run (``FALCON_CORPUS_DATA_PATH``, default ``auto``)."""
-    from pytest_kernelfalcon.checker.checker import DATA_PATHS
+    from pytest_kernelfalcon.core.protocol import DATA_PATHS
 
     path = os.environ.get("FALCON_CORPUS_DATA_PATH", "auto")
     if path not in DATA_PATHS:
