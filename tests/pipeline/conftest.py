@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pipeline_tiny as tiny
 import pytest
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pipeline_tiny as tiny  # noqa: E402
+@pytest.fixture(autouse=True)
+def _triton_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This directory's in-process Triton runs in the interpreter; set per test, so GPU tests elsewhere see no leak."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="module")
