@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 HARNESS_PACKAGES = frozenset({"torch", "triton", "numpy", "pytest_kernelfalcon"})
 JOB_FILES = re.compile(r"(^|/)(candidate|task_\d+|fused|kernel)\.py$")
 MISSING = re.compile(r"(ModuleNotFoundError|ImportError): No module named '([^']+)'")
+TASK_FILE = re.compile(r"(^|/)task_\d+\.py$")
 FRAME = re.compile(r'File "([^"]+)", line \d+')
 
 
@@ -39,7 +40,11 @@ def _missing_module(message: str, traceback: str) -> str | None:
     module = found.group(2)
     frames = FRAME.findall(traceback)
     importer = frames[-1] if frames else ""
-    if module.split(".")[0] in HARNESS_PACKAGES or (importer and not JOB_FILES.search(importer)):
+    top = module.split(".")[0]
+    if importer and TASK_FILE.search(importer) and top not in HARNESS_PACKAGES:
+        return f"cannot run here: the task imports {module!r}, which this machine lacks; install it " \
+               f"(pip install {top}; pip install -e '.[kernelbench]' has what KernelBench's tasks import)"
+    if top in HARNESS_PACKAGES or (importer and not JOB_FILES.search(importer)):
         where = f" (imported from {importer})" if importer else ""
         return f"this machine lacks the Python module {module!r}{where}; install it in the environment that runs " \
                f"the checker (e.g. pip install -e .)"

@@ -109,10 +109,19 @@ class Checker:
             rejected = static_rejection(source)
             if rejected is not None:
                 return replace(rejected, device=device, dtype=dtype)
-        reference = self.reference(task_source, cancel)
+        reference = self._unrunnable(task_source) or self.reference(task_source, cancel)
         if isinstance(reference, Verdict):
             return reference
         return self._run_candidate(source, reference, cancel, task_source)
+
+    def _unrunnable(self, task_source: str) -> Verdict | None:
+        """A harness_error verdict when the task imports a package this machine lacks (never the candidate's)."""
+        from pytest_kernelfalcon.core.tasks import cannot_run_here
+
+        reason = cannot_run_here(task_source)
+        if reason is None:
+            return None
+        return Verdict.failed(Category.HARNESS_ERROR, reason, device=self.device, dtype=self.options.dtype)
 
     # -- reference -------------------------------------------------------------------------
     def reference(self, task_source: str, cancel: threading.Event | None = None) -> Reference | Verdict:
@@ -235,7 +244,7 @@ class Checker:
                        task_source: str = "") -> Verdict:
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
-            (jobdir / "candidate.py").write_text(source)
+            (jobdir / "candidate.py").write_text(_following_plan(source, reference))
             if reference.resident:
                 _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
             else:
@@ -244,6 +253,16 @@ class Checker:
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
         return judge_candidate(reference, result, self.options, self.device)
+
+
+def _following_plan(source: str, reference: Reference) -> str:
+    """The candidate's source with its same-named size constants following the plan (one plan for all cases)."""
+    from pytest_kernelfalcon.core.tasks import follow_plan
+
+    plans = {tuple(sorted(case["plan_obj"].overrides.items())) for case in reference.cases}
+    if len(plans) != 1:  # fuzz: plans differ per case; the candidate's constants stay as written
+        return source
+    return follow_plan(source, dict(plans.pop()))
 
 
 def verify_candidate(task: Path, candidate: Path, options: CheckOptions | None = None,

@@ -9,6 +9,7 @@ USAGE = """usage: kernelfalcon <command> [options]
 commands:
   verify TASK.py CANDIDATE.py   judge one candidate with the trusted checker
   report show|compare|merge     print, compare or merge JSON reports
+  selftest DIR...               judge every task with candidates of known verdict (harness self-test)
 
 run 'kernelfalcon <command> --help' for a command's options; 'kernelfalcon --version' prints the version"""
 
@@ -33,5 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         from pytest_kernelfalcon.cli.report import main as report_main
 
         return report_main(rest)
+    if command == "selftest":
+        from pytest_kernelfalcon.cli.selftest import main as selftest_main
+
+        return selftest_main(rest)
     print(f"kernelfalcon: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

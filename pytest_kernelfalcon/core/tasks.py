@@ -175,6 +175,19 @@ def _missing_packages(tree: ast.Module) -> tuple[str, ...]:
     return tuple(name for name in dict.fromkeys(roots) if not _installed(name))
 
 
+def cannot_run_here(source: str) -> str | None:
+    """Return why a task cannot run on this machine (a package it imports is missing), else ``None``."""
+    try:
+        missing = _missing_packages(ast.parse(source))
+    except SyntaxError:
+        return None
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    return f"cannot run here: the task imports {names}, not installed on this machine (pip install {names}; " \
+           f"pip install -e '.[kernelbench]' has what KernelBench's level 1-3 tasks import)"
+
+
 def _installed(name: str) -> bool:
     """Return whether a top-level module can be imported, without importing it."""
     if name in sys.modules:
@@ -279,6 +292,20 @@ def rewrite_constants(source: str, overrides: Mapping[str, int]) -> str:
             raise ValueError(f"size constant {key} must be an int, got {value!r}")
     edits = _edits(bindings, overrides)
     return _apply_edits(source, edits)
+
+
+def follow_plan(candidate_source: str, overrides: Mapping[str, int]) -> str:
+    """Return a candidate's source with its own size constants that share a name with the plan's set as the plan sets them.
+
+    A candidate that copies the task's ``batch_size = 16`` and reads it (state built in
+    ``__init__``) then sees the sizes its inputs have; other names are left alone.
+    """
+    try:
+        mine = size_constants(candidate_source)
+    except (SyntaxError, ValueError):
+        return candidate_source  # the candidate's own compile error is reported when it runs
+    shared = {k: v for k, v in overrides.items() if k in mine}
+    return rewrite_constants(candidate_source, shared) if shared else candidate_source
 
 
 def _edits(bindings: list[_Binding], overrides: Mapping[str, int]) -> list[tuple[ast.AST, str]]:

@@ -1,0 +1,123 @@
+"""The benchmark-wide self-test: does the checker judge every task of a task set right?
+
+For each task two candidates whose verdicts are known in advance:
+
+- ``own``: the task's ``Model`` judged as its own candidate with the audit off. It must pass.
+- ``torch_copy``: the task's source with ``Model`` renamed ``ModelNew``, judged with the full
+  audit. It computes with torch and launches no Triton kernel, so it must be rejected as
+  ``torch_compute`` or ``no_triton_launch``.
+
+Any other verdict is a harness defect. A task that cannot run on this machine (a package it
+imports is missing, the device runs out of memory) is listed apart with its reason and counts
+as neither a pass nor a defect.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_kernelfalcon.core.verdict import Category, Verdict
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.checker.options import CheckOptions
+    from pytest_kernelfalcon.core.tasks import TaskFile
+
+COPY_REJECTED = frozenset({Category.TORCH_COMPUTE, Category.NO_TRITON_LAUNCH})
+CANNOT_RUN = re.compile(r"cannot run here|out of memory|OutOfMemoryError|No module named", re.IGNORECASE)
+MODEL_NAME = re.compile(r"\bModel\b")
+
+
+@dataclass(frozen=True)
+class SelftestRow:
+    """What the self-test found for one task."""
+
+    task: str
+    status: str  # "ok" | "defect" | "cannot_run"
+    own: str  # "pass" or the own-candidate verdict's category
+    torch_copy: str  # the torch copy's category ("" when not judged)
+    detail: str
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the row as a JSON-ready dict."""
+        return {"task": self.task, "status": self.status, "own": self.own, "torch_copy": self.torch_copy,
+                "detail": self.detail, "wall_s": round(self.wall_s, 3)}
+
+
+def torch_copy_source(task_source: str) -> str:
+    """Return the task's source with its ``Model`` class renamed ``ModelNew`` (references included)."""
+    return MODEL_NAME.sub("ModelNew", task_source)
+
+
+def _category(verdict: Verdict) -> str:
+    return "pass" if verdict.passed else (verdict.category.value if verdict.category else "?")
+
+
+def _cannot_run(verdict: Verdict) -> bool:
+    harness = verdict.category in (Category.HARNESS_ERROR, Category.REFERENCE_ERROR)
+    return harness and bool(CANNOT_RUN.search(verdict.detail))
+
+
+def judge_task(task: TaskFile, plain: Any, audited: Any) -> SelftestRow:
+    """Judge ``task``'s two known candidates with ``plain`` (audit off, entry Model) and ``audited``."""
+    start = time.perf_counter()
+    own = plain.verify(task.path, task.path)
+    if not own.passed:
+        status = "cannot_run" if _cannot_run(own) else "defect"
+        return SelftestRow(task.id, status, _category(own), "", own.detail, time.perf_counter() - start)
+    copy = _judge_copy(task.path, audited)
+    status = "ok" if copy.category in COPY_REJECTED else "defect"
+    detail = "" if status == "ok" else f"torch copy: {copy.detail or 'accepted'}"
+    return SelftestRow(task.id, status, "pass", _category(copy), detail, time.perf_counter() - start)
+
+
+def _judge_copy(task: Path, audited: Any) -> Verdict:
+    with tempfile.TemporaryDirectory(prefix="kf-selftest-") as tmp:
+        copy = Path(tmp) / f"{task.stem}_torch_copy.py"
+        copy.write_text(torch_copy_source(task.read_text(encoding="utf-8")))
+        verdict: Verdict = audited.verify(task, copy)
+        return verdict
+
+
+def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1,
+                 progress: Callable[[int, int, SelftestRow], None] | None = None) -> list[SelftestRow]:
+    """Self-test every task (``jobs`` at a time); rows in task order; ``progress`` sees each as it ends."""
+    from dataclasses import replace
+
+    from pytest_kernelfalcon.checker.checker import Checker
+
+    todo = list(tasks)
+    plain = Checker(replace(options, audit=False, entry="Model"))
+    audited = Checker(replace(options, audit=True, entry="ModelNew"), plain.executor)
+    audited._references = plain._references  # the reference does not depend on the audit: one run per task
+    rows: dict[int, SelftestRow] = {}
+
+    def one(index: int) -> None:
+        rows[index] = judge_task(todo[index], plain, audited)
+        if progress is not None:
+            progress(len(rows), len(todo), rows[index])
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            list(pool.map(one, range(len(todo))))
+    finally:
+        audited.close()
+        plain.close()
+    return [rows[i] for i in range(len(todo))]
+
+
+def tally(rows: Iterable[SelftestRow]) -> dict[str, int]:
+    """Return counts: tasks, ok, defect, cannot_run, own_passed, copy_rejected."""
+    rows = list(rows)
+    return {"tasks": len(rows), "ok": sum(r.status == "ok" for r in rows),
+            "defect": sum(r.status == "defect" for r in rows),
+            "cannot_run": sum(r.status == "cannot_run" for r in rows),
+            "own_passed": sum(r.own == "pass" for r in rows),
+            "copy_rejected": sum(r.torch_copy in {c.value for c in COPY_REJECTED} for r in rows)}

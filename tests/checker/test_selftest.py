@@ -1,0 +1,109 @@
+"""The benchmark-wide self-test (``kernelfalcon selftest``) and what it relies on: a real subprocess CLI run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_kernelfalcon.checker.selftest import torch_copy_source
+from pytest_kernelfalcon.core.tasks import cannot_run_here, follow_plan
+
+REPO = Path(__file__).resolve().parents[2]
+RELU = '''import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super(Model, self).__init__()
+
+    def forward(self, x):
+        return torch.relu(x)
+
+
+batch_size = 64
+dim = 96
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []
+'''
+# state built from a module-level size constant: a correct copy must see the plan's sizes
+STATEFUL = RELU.replace("        super(Model, self).__init__()\n",
+                        "        super(Model, self).__init__()\n        self.h = torch.ones(batch_size, dim)\n")
+STATEFUL = STATEFUL.replace("return torch.relu(x)", "return torch.relu(x) + self.h")
+# dropout in training mode: both sides draw from the same seeded RNG stream, so the task is judgeable
+DROPOUT = RELU.replace("return torch.relu(x)", "return torch.nn.functional.dropout(x, 0.5, training=True)")
+# output from the clock: no seed makes it agree with itself, and the self-test must list it
+CLOCK = "import time\n" + RELU.replace("return torch.relu(x)", "return x * 0 + float(time.perf_counter_ns() % 1000003)")
+MISSING = "import kf_no_such_package_here\n" + RELU
+
+
+def selftest(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "pytest_kernelfalcon.cli", "selftest", *args],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def test_torch_copy_renames_every_reference_to_model() -> None:
+    copy = torch_copy_source(RELU)
+    assert "class ModelNew(nn.Module)" in copy and "super(ModelNew, self)" in copy
+    assert "Model(" not in copy.replace("ModelNew(", "")
+
+
+def test_candidate_constants_follow_the_plan_by_name_only() -> None:
+    candidate = "batch_size = 64\nwidth = 96\nclass ModelNew: pass\n"
+    assert follow_plan(candidate, {"batch_size": 4, "dim": 8}) == "batch_size = 4\nwidth = 96\nclass ModelNew: pass\n"
+    assert follow_plan("def broken(:\n", {"batch_size": 4}) == "def broken(:\n"
+
+
+def test_a_missing_task_package_is_named_with_the_install_hint() -> None:
+    reason = cannot_run_here(MISSING)
+    assert reason is not None and "kf_no_such_package_here" in reason and "pip install" in reason
+    assert cannot_run_here(RELU) is None
+
+
+def test_selftest_lists_defects_and_unrunnable_tasks_apart(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for name, source in {"1_relu": RELU, "2_stateful": STATEFUL, "3_clock": CLOCK, "4_missing": MISSING,
+                         "5_dropout": DROPOUT}.items():
+        (tasks / f"{name}.py").write_text(source)
+    out = tmp_path / "selftest.json"
+    done = selftest(str(tasks), "--device", "cpu", "-j", "2", "--json", str(out))
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = {row["task"].split("/")[-1]: row for row in json.loads(out.read_text())["tasks"]}
+    assert rows["1_relu"]["status"] == "ok" and rows["1_relu"]["torch_copy"] in ("torch_compute", "no_triton_launch")
+    assert rows["2_stateful"]["status"] == "ok", rows["2_stateful"]  # scaled plan reached the own candidate
+    assert rows["3_clock"]["status"] == "defect" and rows["3_clock"]["own"] == "numeric_mismatch"
+    assert rows["5_dropout"]["status"] == "ok", rows["5_dropout"]
+    assert rows["4_missing"]["status"] == "cannot_run" and "kf_no_such_package_here" in rows["4_missing"]["detail"]
+    assert "[5/5]" in done.stderr  # progress while it runs
+    assert "defects (1):" in done.stdout and "cannot run here (1):" in done.stdout
+
+
+def test_selftest_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
+    done = selftest(str(tmp_path), "--device", "cpu")
+    assert done.returncode == 2 and "no task files" in done.stderr and "Traceback" not in done.stderr
+
+
+# one task of each value kind the hand-over carries: plain tensors, tuple init inputs (LayerNorm),
+# a tuple bias shape (level 2), integer targets (CrossEntropy), state from size constants (VanillaRNN)
+SUBSET = ("level1/19_ReLU.py", "level1/40_LayerNorm.py", "level1/95_CrossEntropyLoss.py",
+          "level2/76_Gemm_Add_ReLU.py", "level3/33_VanillaRNN.py")
+
+
+def test_selftest_on_real_kernelbench_tasks_finds_no_defect(kernelbench_dir: Path, tmp_path: Path) -> None:
+    paths = [str(kernelbench_dir / p) for p in SUBSET]
+    out = tmp_path / "selftest.json"
+    done = selftest(*paths, "--device", "cpu", "-j", "2", "--json", str(out), "-q")
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = json.loads(out.read_text())["counts"]
+    assert counts == {"tasks": 5, "ok": 5, "defect": 0, "cannot_run": 0, "own_passed": 5, "copy_rejected": 5}
