@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.checker.blame import harness_cause
 from pytest_kernelfalcon.core.compare import tolerance_for, trial_context, trial_facts
+from pytest_kernelfalcon.core.facts import RNG_NOTE, rng_dependent
 from pytest_kernelfalcon.core.protocol import signal_name
 from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
 from pytest_kernelfalcon.executor.base import JobResult
@@ -185,6 +186,8 @@ def _verdict_extra(reference: Reference, result: JobResult, options: CheckOption
     audit = dict(report.get("audit") or {})
     audit.update({"low_signal_probes": list(reference.probes), "discarded_plans": list(reference.discarded),
                   "base_seed": reference.base_seed})
+    if rng_dependent(reference.cases):
+        audit["rng"] = RNG_NOTE
     return {"seeds": tuple(dict.fromkeys(seeds)), "shapes": tuple(c["plan"] for c in reference.cases),
             "tolerance": tolerance_for(options.dtype), "low_signal": reference.low_signal, "device": device,
             "dtype": options.dtype, "tf32": False, "timings": timings, "audit": audit}
@@ -202,6 +205,8 @@ def judge_candidate(reference: Reference, result: JobResult, options: CheckOptio
             category, detail = _judge(reference, result.report or {}, extra["tolerance"], options.audit)
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
             category, detail = Category.CRASH, f"malformed result.pt: {type(exc).__name__}: {exc}"
+    if "rng" in extra["audit"]:
+        detail += f" [the reference draws random numbers; {RNG_NOTE}]"
     if options.shapes == "fuzz":
         detail += f" [fuzz seed {reference.base_seed}; replay with --seed {reference.base_seed}]"
     extra["timings"]["compare_s"] = time.monotonic() - start

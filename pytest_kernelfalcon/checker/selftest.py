@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_kernelfalcon.core.facts import TaskFacts, summarize
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 if TYPE_CHECKING:
@@ -44,11 +45,13 @@ class SelftestRow:
     torch_copy: str  # the torch copy's category ("" when not judged)
     detail: str
     wall_s: float
+    facts: TaskFacts | None = None  # from the own candidate's reference run (None when it did not pass)
 
     def to_json(self) -> dict[str, Any]:
         """Return the row as a JSON-ready dict."""
         return {"task": self.task, "status": self.status, "own": self.own, "torch_copy": self.torch_copy,
-                "detail": self.detail, "wall_s": round(self.wall_s, 3)}
+                "detail": self.detail, "wall_s": round(self.wall_s, 3),
+                "facts": self.facts.to_json() if self.facts is not None else None}
 
 
 def torch_copy_source(task_source: str) -> str:
@@ -72,10 +75,19 @@ def judge_task(task: TaskFile, plain: Any, audited: Any) -> SelftestRow:
     if not own.passed:
         status = "cannot_run" if _cannot_run(own) else "defect"
         return SelftestRow(task.id, status, _category(own), "", own.detail, time.perf_counter() - start)
+    facts = _facts(task, plain)
     copy = _judge_copy(task.path, audited)
     status = "ok" if copy.category in COPY_REJECTED else "defect"
     detail = "" if status == "ok" else f"torch copy: {copy.detail or 'accepted'}"
-    return SelftestRow(task.id, status, "pass", _category(copy), detail, time.perf_counter() - start)
+    return SelftestRow(task.id, status, "pass", _category(copy), detail, time.perf_counter() - start, facts)
+
+
+def _facts(task: TaskFile, plain: Any) -> TaskFacts | None:
+    """The task's facts from the reference run the own candidate was judged against (cached: no rerun)."""
+    from pytest_kernelfalcon.checker.options import Reference
+
+    reference = plain.reference(task.path.read_text(encoding="utf-8"))
+    return summarize(reference.cases, reference.probes) if isinstance(reference, Reference) else None
 
 
 def _judge_copy(task: Path, audited: Any) -> Verdict:
@@ -114,10 +126,15 @@ def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1
 
 
 def tally(rows: Iterable[SelftestRow]) -> dict[str, int]:
-    """Return counts: tasks, ok, defect, cannot_run, own_passed, copy_rejected."""
+    """Return counts: tasks, ok, defect, cannot_run, own_passed, copy_rejected, and tasks with each fact."""
     rows = list(rows)
+    facts = [r.facts for r in rows if r.facts is not None]
     return {"tasks": len(rows), "ok": sum(r.status == "ok" for r in rows),
             "defect": sum(r.status == "defect" for r in rows),
             "cannot_run": sum(r.status == "cannot_run" for r in rows),
             "own_passed": sum(r.own == "pass" for r in rows),
-            "copy_rejected": sum(r.torch_copy in {c.value for c in COPY_REJECTED} for r in rows)}
+            "copy_rejected": sum(r.torch_copy in {c.value for c in COPY_REJECTED} for r in rows),
+            "low_signal": sum(bool(f.low_signal) for f in facts),
+            "degenerate": sum(bool(f.degenerate) for f in facts),
+            "nondeterministic": sum(bool(f.nondeterministic) for f in facts),
+            "int_or_bool_inputs": sum(bool({"int", "bool"} & set(f.input_kinds)) for f in facts)}

@@ -19,6 +19,7 @@ from pytest_kernelfalcon.child.runtime import (
     short_error,
     torch_dtype,
 )
+from pytest_kernelfalcon.child.taskfacts import case_facts
 from pytest_kernelfalcon.core.handoff import to_host
 
 
@@ -77,10 +78,11 @@ def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dic
         strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan = {**plan, "strong_error": short_error(exc)}
+    facts = case_facts(reference_forward, model, task.get_inputs, job, plain, trials)  # after every trial
     return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
             "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)],
             "state_dict": state,
-            "trials": trials, "strong_trials": strong}
+            "trials": trials, "strong_trials": strong, "facts": facts}
 
 
 def over_budget(task: Any, job: dict[str, Any]) -> str | None:

@@ -71,9 +71,28 @@ def _progress(done: int, total: int, row: SelftestRow) -> None:
     print(f"[{done}/{total}] {row.task}: {row.status} ({row.wall_s:.1f} s){extra}", file=sys.stderr, flush=True)
 
 
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f}"
+
+
+def facts_table(rows: list[SelftestRow]) -> list[str]:
+    """One line per task with facts: reference time and peak memory, input kinds, low-signal, degenerate, nondet."""
+    lines = ["facts (reference forward ms, peak MiB, input kinds; L low-signal, D degenerate, N nondeterministic):"]
+    for r in rows:
+        f = r.facts
+        if f is None:
+            continue
+        flags = "".join(c for c, on in (("L", f.low_signal), ("D", f.degenerate), ("N", f.nondeterministic)) if on)
+        ms = "-" if f.reference_s is None else f"{f.reference_s * 1e3:.1f}"
+        why = "; ".join(f.degenerate + f.nondeterministic + ([", ".join(f.low_signal)] if f.low_signal else []))
+        lines.append(f"  {flags:3} {r.task}: {ms} ms, {_mib(f.peak_bytes)} MiB, {'/'.join(f.input_kinds)}"
+                     + (f": {why}" if why else ""))
+    return lines
+
+
 def render(rows: list[SelftestRow], counts: dict[str, int]) -> str:
-    """Return the end-of-run text: defects and cannot-run tasks with their reasons, then the counts."""
-    lines = []
+    """Return the end-of-run text: the facts table, defects and cannot-run tasks with their reasons, the counts."""
+    lines = facts_table(rows)
     for status, title in (("defect", "defects"), ("cannot_run", "cannot run here")):
         listed = [r for r in rows if r.status == status]
         if listed:
@@ -81,7 +100,9 @@ def render(rows: list[SelftestRow], counts: dict[str, int]) -> str:
             lines += [f"  {r.task}: own {r.own or '-'}, torch copy {r.torch_copy or '-'}: {r.detail}" for r in listed]
     lines.append(f"{counts['tasks']} tasks: {counts['ok']} ok, {counts['defect']} defects, "
                  f"{counts['cannot_run']} cannot run here; own candidate passed {counts['own_passed']}, "
-                 f"torch copy rejected {counts['copy_rejected']}")
+                 f"torch copy rejected {counts['copy_rejected']}; low-signal {counts['low_signal']}, "
+                 f"degenerate {counts['degenerate']}, nondeterministic {counts['nondeterministic']}, "
+                 f"int/bool inputs {counts['int_or_bool_inputs']}")
     return "\n".join(lines)
 
 
@@ -102,12 +123,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    rows = run_selftest(tasks, options, args.jobs, None if args.quiet else _progress)
+    meta = {"device": options.device, "shapes": options.shapes, "seeds": args.seeds, "tasks_asked": len(tasks)}
+    done: list[SelftestRow] = []
+
+    def progress(index: int, total: int, row: SelftestRow) -> None:
+        done.append(row)
+        if not args.quiet:
+            _progress(index, total, row)
+        if args.json is not None:  # rewritten after every task: a run cut short still leaves its rows
+            _write_json(args.json, meta, done, complete=False)
+
+    rows = run_selftest(tasks, options, args.jobs, progress)
     counts = tally(rows)
     print(render(rows, counts))
     if args.json is not None:
-        meta = {"device": options.device, "shapes": options.shapes,
-                "seeds": args.seeds}
-        args.json.write_text(json.dumps({"meta": meta, "counts": counts,
-                                         "tasks": [r.to_json() for r in rows]}, indent=1) + "\n")
+        _write_json(args.json, meta, rows, complete=True)
     return 1 if counts["defect"] else 0
+
+
+def _write_json(path: Path, meta: dict[str, object], rows: list[SelftestRow], complete: bool) -> None:
+    from pytest_kernelfalcon.checker.selftest import tally
+
+    body = {"meta": {**meta, "complete": complete}, "counts": tally(rows), "tasks": [r.to_json() for r in rows]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    tmp.replace(path)
