@@ -19,6 +19,8 @@ JOB_FILES = re.compile(r"(^|/)(candidate|task_\d+|fused|kernel)\.py$")
 MISSING = re.compile(r"(ModuleNotFoundError|ImportError): No module named '([^']+)'")
 TASK_FILE = re.compile(r"(^|/)task_\d+\.py$")
 FRAME = re.compile(r'File "([^"]+)", line \d+')
+HUB_FAILURE = re.compile(r"huggingface\.co|couldn't connect to|LocalEntryNotFoundError|HF_HUB_OFFLINE|"
+                         r"not a valid model identifier", re.IGNORECASE)
 
 
 def harness_cause(result: JobResult) -> str | None:
@@ -30,6 +32,24 @@ def harness_cause(result: JobResult) -> str | None:
         return _missing_module(str(error.get("message", "")), str(error.get("traceback", "")))
     if result.report is None and result.returncode not in (0, None):
         return _missing_module(result.stderr_tail, result.stderr_tail)  # the child broke before its job ran
+    return None
+
+
+def hub_cause(result: JobResult) -> str | None:
+    """For a reference job only: the task's download from the Hugging Face hub failed (no network, no copy).
+
+    Never asked of a candidate job, whose error text the candidate controls.
+    """
+    error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
+    if isinstance(error, dict):
+        text = f"{error.get('message', '')} {error.get('traceback', '')}"
+    elif result.report is None and result.returncode not in (0, None):
+        text = result.stderr_tail or ""
+    else:
+        return None  # the job did not fail
+    if HUB_FAILURE.search(text):
+        return "cannot run here: the task downloads a pretrained model from the Hugging Face hub " \
+               "(from_pretrained), which this machine cannot reach and has no local copy of"
     return None
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_kernelfalcon.checker.blame import harness_cause
+from pytest_kernelfalcon.checker.blame import harness_cause, hub_cause
 from pytest_kernelfalcon.core.compare import tolerance_for, trial_context, trial_facts
 from pytest_kernelfalcon.core.facts import RNG_NOTE, rng_dependent
 from pytest_kernelfalcon.core.protocol import signal_name
@@ -48,6 +48,8 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
     if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+        return Verdict.failed(Category.HARNESS_ERROR, cause)
+    if what == "reference" and (cause := hub_cause(result)) is not None:
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))

@@ -77,7 +77,8 @@ def _mib(n: int | None) -> str:
 
 def facts_table(rows: list[SelftestRow]) -> list[str]:
     """One line per task with facts: reference time and peak memory, input kinds, low-signal, degenerate, nondet."""
-    lines = ["facts (reference forward ms, peak MiB, input kinds; L low-signal, D degenerate, N nondeterministic):"]
+    lines = ["facts (reference forward ms, peak MiB, input kinds, init input kinds, outputs; "
+             "L low-signal, D degenerate, N nondeterministic):"]
     for r in rows:
         f = r.facts
         if f is None:
@@ -85,7 +86,8 @@ def facts_table(rows: list[SelftestRow]) -> list[str]:
         flags = "".join(c for c, on in (("L", f.low_signal), ("D", f.degenerate), ("N", f.nondeterministic)) if on)
         ms = "-" if f.reference_s is None else f"{f.reference_s * 1e3:.1f}"
         why = "; ".join(f.degenerate + f.nondeterministic + ([", ".join(f.low_signal)] if f.low_signal else []))
-        lines.append(f"  {flags:3} {r.task}: {ms} ms, {_mib(f.peak_bytes)} MiB, {'/'.join(f.input_kinds)}"
+        lines.append(f"  {flags:3} {r.task}: {ms} ms, {_mib(f.peak_bytes)} MiB, {'/'.join(f.input_kinds)}, "
+                     f"init {'/'.join(f.init_kinds) or '-'}, {f.output_count} out"
                      + (f": {why}" if why else ""))
     return lines
 

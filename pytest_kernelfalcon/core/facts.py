@@ -85,6 +85,8 @@ class TaskFacts:
     degenerate: list[str] = field(default_factory=list)  # e.g. "output 0 all zero"
     nondeterministic: list[str] = field(default_factory=list)  # why; empty when deterministic
     input_kinds: list[str] = field(default_factory=list)  # sorted distinct kinds of get_inputs() values
+    init_kinds: list[str] = field(default_factory=list)  # sorted distinct kinds of get_init_inputs() values
+    output_count: int = 0  # values the forward returns, flattened (more than 1: a tuple or list output)
     reference_s: float | None = None  # one reference forward, after the trials (warm)
     peak_bytes: int | None = None
     peak_kind: str = ""  # "cuda max allocated" | "process peak rss"
@@ -128,12 +130,15 @@ def _nondeterministic(cases: Sequence[dict[str, Any]]) -> list[str]:
 
 def summarize(cases: Sequence[dict[str, Any]], probes: Sequence[str]) -> TaskFacts:
     """Fold the reference job's per-case facts (``case["facts"]``) and the low-signal probes into ``TaskFacts``."""
-    kinds = sorted({k for c in cases for t in (c.get("facts") or {}).get("trials", []) for k in t["inputs"]})
+    trials = [t for c in cases for t in (c.get("facts") or {}).get("trials", [])]
+    kinds = sorted({k for t in trials for k in t["inputs"]})
+    init = sorted({input_kind(v) for c in cases for v in c.get("init_inputs", [])})
     repeats = [(c.get("facts") or {}).get("repeat") or {} for c in cases]
     times = [r["forward_s"] for r in repeats if r.get("forward_s") is not None]
     peaks = [r for r in repeats if r.get("peak_bytes") is not None]
     return TaskFacts(low_signal=list(probes), degenerate=_degenerate(cases), nondeterministic=_nondeterministic(cases),
-                     input_kinds=kinds, reference_s=max(times) if times else None,
+                     input_kinds=kinds, init_kinds=init,
+                     output_count=max((len(t["outputs"]) for t in trials), default=0), reference_s=max(times) if times else None,
                      peak_bytes=max(r["peak_bytes"] for r in peaks) if peaks else None,
                      peak_kind=peaks[0]["peak_kind"] if peaks else "")
 

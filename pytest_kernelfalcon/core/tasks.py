@@ -184,8 +184,13 @@ def cannot_run_here(source: str) -> str | None:
     if not missing:
         return None
     names = ", ".join(missing)
+    hub = "; it also downloads pretrained models from the Hugging Face hub (from_pretrained), which needs " \
+          "network access" if HUB_CALL.search(source) else ""
     return f"cannot run here: the task imports {names}, not installed on this machine (pip install {names}; " \
-           f"pip install -e '.[kernelbench]' has what KernelBench's level 1-3 tasks import)"
+           f"pip install -e '.[kernelbench]' has what KernelBench's level 1-3 tasks import){hub}"
+
+
+HUB_CALL = re.compile(r"\.from_pretrained\s*\(")
 
 
 def _installed(name: str) -> bool:
