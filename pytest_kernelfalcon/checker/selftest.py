@@ -98,15 +98,29 @@ def _judge_copy(task: Path, audited: Any) -> Verdict:
         return verdict
 
 
+def make_executor(kind: str, jobs: int, device: str) -> Any:
+    """``warm``: a pool of ``jobs`` warm workers (as the pytest plugin uses); ``cold``: a fresh process per job."""
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
+
+    if kind == "cold":
+        return ColdExecutor()
+    from pytest_kernelfalcon.executor.warm import WarmExecutor
+
+    return WarmExecutor(pool_size=max(jobs, 1), device=device)
+
+
 def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1,
-                 progress: Callable[[int, int, SelftestRow], None] | None = None) -> list[SelftestRow]:
+                 progress: Callable[[int, int, SelftestRow], None] | None = None,
+                 executor: str = "cold") -> list[SelftestRow]:
     """Self-test every task (``jobs`` at a time); rows in task order; ``progress`` sees each as it ends."""
     from dataclasses import replace
 
     from pytest_kernelfalcon.checker.checker import Checker
+    from pytest_kernelfalcon.core.gpus import resolve_device
 
     todo = list(tasks)
-    plain = Checker(replace(options, audit=False, entry="Model"))
+    jobs_executor = make_executor(executor, jobs, resolve_device(options.device))
+    plain = Checker(replace(options, audit=False, entry="Model"), jobs_executor)
     audited = Checker(replace(options, audit=True, entry="ModelNew"), plain.executor)
     audited._references = plain._references  # the reference does not depend on the audit: one run per task
     rows: dict[int, SelftestRow] = {}
@@ -120,8 +134,7 @@ def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
             list(pool.map(one, range(len(todo))))
     finally:
-        audited.close()
-        plain.close()
+        jobs_executor.close()
     return [rows[i] for i in range(len(todo))]
 
 

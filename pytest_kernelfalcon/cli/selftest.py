@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per child process (default 300)")
     p.add_argument("-k", dest="match", default="", help="only tasks whose id contains this text")
     p.add_argument("-j", "--jobs", type=int, default=1, help="tasks judged at once (default 1)")
+    p.add_argument("--executor", choices=("warm", "cold"), default="warm",
+                   help="warm: forked warm workers, as the pytest plugin runs jobs; cold: a fresh process per "
+                        "job (default warm)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows and counts to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return p
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    meta = {"device": options.device, "shapes": options.shapes, "seeds": args.seeds, "tasks_asked": len(tasks)}
+    meta = {"device": options.device, "shapes": options.shapes, "seeds": args.seeds, "executor": args.executor, "tasks_asked": len(tasks)}
     done: list[SelftestRow] = []
 
     def progress(index: int, total: int, row: SelftestRow) -> None:
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json is not None:  # rewritten after every task: a run cut short still leaves its rows
             _write_json(args.json, meta, done, complete=False)
 
-    rows = run_selftest(tasks, options, args.jobs, progress)
+    rows = run_selftest(tasks, options, args.jobs, progress, args.executor)
     counts = tally(rows)
     print(render(rows, counts))
     if args.json is not None:

@@ -44,6 +44,12 @@ DROPOUT = RELU.replace("return torch.relu(x)", "return torch.nn.functional.dropo
 # output from the clock: no seed makes it agree with itself, and the self-test must list it
 CLOCK = "import time\n" + RELU.replace("return torch.relu(x)", "return x * 0 + float(time.perf_counter_ns() % 1000003)")
 MISSING = "import kf_no_such_package_here\n" + RELU
+# a string init input and a tuple output (no level 1-3 task has either), and an all-zero second output
+STRING_TUPLE = RELU.replace("    def __init__(self):\n        super(Model, self).__init__()\n",
+                            "    def __init__(self, how):\n        super(Model, self).__init__()\n        self.how = how\n")
+STRING_TUPLE = STRING_TUPLE.replace("return torch.relu(x)",
+                                    "return (torch.relu(x) if self.how == 'relu' else x, x * 0)")
+STRING_TUPLE = STRING_TUPLE.replace("    return []\n", "    return ['relu']\n")
 
 
 def selftest(*args: str) -> subprocess.CompletedProcess[str]:
@@ -74,7 +80,7 @@ def test_selftest_lists_defects_and_unrunnable_tasks_apart(tmp_path: Path) -> No
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     for name, source in {"1_relu": RELU, "2_stateful": STATEFUL, "3_clock": CLOCK, "4_missing": MISSING,
-                         "5_dropout": DROPOUT}.items():
+                         "5_dropout": DROPOUT, "6_string_tuple": STRING_TUPLE}.items():
         (tasks / f"{name}.py").write_text(source)
     out = tmp_path / "selftest.json"
     done = selftest(str(tasks), "--device", "cpu", "-j", "2", "--json", str(out))
@@ -84,8 +90,14 @@ def test_selftest_lists_defects_and_unrunnable_tasks_apart(tmp_path: Path) -> No
     assert rows["2_stateful"]["status"] == "ok", rows["2_stateful"]  # scaled plan reached the own candidate
     assert rows["3_clock"]["status"] == "defect" and rows["3_clock"]["own"] == "numeric_mismatch"
     assert rows["5_dropout"]["status"] == "ok", rows["5_dropout"]
+    assert "same RNG stream" in rows["5_dropout"]["facts"]["nondeterministic"][0]
+    assert rows["1_relu"]["facts"]["nondeterministic"] == [] and rows["1_relu"]["facts"]["degenerate"] == []
+    string_tuple = rows["6_string_tuple"]
+    assert string_tuple["status"] == "ok" and string_tuple["facts"]["init_kinds"] == ["str"], string_tuple
+    assert string_tuple["facts"]["output_count"] == 2 and string_tuple["facts"]["degenerate"] == ["output 1 all zero"]
     assert rows["4_missing"]["status"] == "cannot_run" and "kf_no_such_package_here" in rows["4_missing"]["detail"]
-    assert "[5/5]" in done.stderr  # progress while it runs
+    assert rows["4_missing"]["facts"] is None
+    assert "[6/6]" in done.stderr  # progress while it runs
     assert "defects (1):" in done.stdout and "cannot run here (1):" in done.stdout
 
 
@@ -94,10 +106,23 @@ def test_selftest_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no task files" in done.stderr and "Traceback" not in done.stderr
 
 
-# one task of each value kind the hand-over carries: plain tensors, tuple init inputs (LayerNorm),
-# a tuple bias shape (level 2), integer targets (CrossEntropy), state from size constants (VanillaRNN)
+def test_a_verdict_on_a_task_drawing_random_numbers_says_how_it_was_compared(tmp_path: Path) -> None:
+    task = tmp_path / "dropout.py"
+    task.write_text(DROPOUT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "pytest_kernelfalcon.cli", "verify", str(task), str(task),
+                           "--entry", "Model", "--no-audit", "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0 and "same RNG stream" in done.stdout, done.stdout + done.stderr
+
+
+# real tasks, one per kind of value the hand-over carries (level 1-3 have no string init input and no tuple
+# output: the synthetic tasks above cover those): plain tensors, tuple init inputs (LayerNorm), a tuple bias
+# shape (level 2), a list init input (MLP layer sizes), integer targets (CrossEntropy), a bool mask
+# (masked cumsum), dropout in training mode (nondeterministic), state from size constants (VanillaRNN)
 SUBSET = ("level1/19_ReLU.py", "level1/40_LayerNorm.py", "level1/95_CrossEntropyLoss.py",
-          "level2/76_Gemm_Add_ReLU.py", "level3/33_VanillaRNN.py")
+          "level1/93_masked_cumsum.py", "level2/76_Gemm_Add_ReLU.py", "level2/66_Matmul_Dropout_Softmax.py",
+          "level3/1_MLP.py", "level3/33_VanillaRNN.py")
 
 
 def test_selftest_on_real_kernelbench_tasks_finds_no_defect(kernelbench_dir: Path, tmp_path: Path) -> None:
@@ -105,5 +130,14 @@ def test_selftest_on_real_kernelbench_tasks_finds_no_defect(kernelbench_dir: Pat
     out = tmp_path / "selftest.json"
     done = selftest(*paths, "--device", "cpu", "-j", "2", "--json", str(out), "-q")
     assert done.returncode == 0, done.stdout + done.stderr
-    counts = json.loads(out.read_text())["counts"]
-    assert counts == {"tasks": 5, "ok": 5, "defect": 0, "cannot_run": 0, "own_passed": 5, "copy_rejected": 5}
+    body = json.loads(out.read_text())
+    counts, n = body["counts"], len(SUBSET)
+    assert body["meta"]["complete"] and {k: counts[k] for k in ("tasks", "ok", "defect", "own_passed",
+                                                                "copy_rejected")} == dict.fromkeys(
+        ("tasks", "ok", "own_passed", "copy_rejected"), n) | {"defect": 0}
+    facts = {row["task"]: row["facts"] for row in body["tasks"]}
+    assert "tuple" in facts["level1/40_LayerNorm"]["init_kinds"] and "list" in facts["level3/1_MLP"]["init_kinds"]
+    assert "int" in facts["level1/95_CrossEntropyLoss"]["input_kinds"]
+    assert "bool" in facts["level1/93_masked_cumsum"]["input_kinds"]
+    assert facts["level2/66_Matmul_Dropout_Softmax"]["nondeterministic"]
+    assert counts["int_or_bool_inputs"] == 2 and counts["nondeterministic"] == 1

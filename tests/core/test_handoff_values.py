@@ -24,6 +24,10 @@ def through_file(value: Any, tmp_path: Path) -> Any:
 
 
 VALUES = {
+    "int": 7,
+    "bool": True,
+    "list": [400, 800, 10],
+    "empty-list": [],
     "tuple": (64, 256, 256),
     "list-of-tuples": [(3, 3), (1, 1)],
     "nested": [[1, [2, (3, 4)]], ()],
