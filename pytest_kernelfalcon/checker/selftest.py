@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 COPY_REJECTED = frozenset({Category.TORCH_COMPUTE, Category.NO_TRITON_LAUNCH})
 CANNOT_RUN = re.compile(r"cannot run here|out of memory|OutOfMemoryError|No module named", re.IGNORECASE)
+OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory", re.IGNORECASE)
 MODEL_NAME = re.compile(r"\bModel\b")
 
 
@@ -40,7 +42,7 @@ class SelftestRow:
     """What the self-test found for one task."""
 
     task: str
-    status: str  # "ok" | "defect" | "cannot_run"
+    status: str  # "ok" | "defect" | "cannot_run" | "not_run" (the time budget was spent first)
     own: str  # "pass" or the own-candidate verdict's category
     torch_copy: str  # the torch copy's category ("" when not judged)
     detail: str
@@ -109,30 +111,84 @@ def make_executor(kind: str, jobs: int, device: str) -> Any:
     return WarmExecutor(pool_size=max(jobs, 1), device=device)
 
 
-def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1,
-                 progress: Callable[[int, int, SelftestRow], None] | None = None,
-                 executor: str = "cold") -> list[SelftestRow]:
-    """Self-test every task (``jobs`` at a time); rows in task order; ``progress`` sees each as it ends."""
+def _checkers(options: CheckOptions, executor: Any) -> tuple[Any, Any]:
+    """The own-candidate checker (audit off, entry Model) and the torch-copy one, sharing one reference cache."""
     from dataclasses import replace
 
     from pytest_kernelfalcon.checker.checker import Checker
+
+    plain = Checker(replace(options, audit=False, entry="Model"), executor)
+    audited = Checker(replace(options, audit=True, entry="ModelNew"), executor)
+    audited._references = plain._references  # the reference does not depend on the audit: one run per task
+    return plain, audited
+
+
+def out_of_memory(row: SelftestRow) -> bool:
+    """Whether a row failed because the device or the machine ran out of memory."""
+    return row.status != "ok" and bool(OUT_OF_MEMORY.search(row.detail))
+
+
+def _alone(task: TaskFile, options: CheckOptions, executor: Any, first: SelftestRow) -> SelftestRow:
+    """Judge a task that ran out of memory beside others again, alone (fresh cache); still out: cannot run."""
+    plain, audited = _checkers(options, executor)
+    row = judge_task(task, plain, audited)
+    if out_of_memory(row):
+        return replace_row(row, status="cannot_run", detail=f"out of memory even alone: {row.detail}")
+    note = f"out of memory beside other tasks, judged again alone: {first.detail[:200]}"
+    return replace_row(row, detail=f"{row.detail} [{note}]" if row.detail else f"[{note}]")
+
+
+def replace_row(row: SelftestRow, **changes: Any) -> SelftestRow:
+    """A copy of ``row`` with ``changes``."""
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def skipped_row(task: TaskFile, why: str) -> SelftestRow:
+    """A task the run did not reach (its time budget was spent): neither passed nor a defect."""
+    return SelftestRow(task.id, "not_run", "", "", why, 0.0)
+
+
+def run_selftest(tasks: Iterable[TaskFile], options: CheckOptions, jobs: int = 1,
+                 progress: Callable[[int, int, SelftestRow], None] | None = None,
+                 executor: str = "cold", budget_s: float | None = None) -> list[SelftestRow]:
+    """Self-test every task (``jobs`` at a time); rows in task order; ``progress`` sees each as it ends.
+
+    A task that runs out of memory while others run beside it is judged again alone at the end.
+    With ``budget_s``, no task starts after that many seconds; those left are ``not_run``.
+    """
     from pytest_kernelfalcon.core.gpus import resolve_device
 
     todo = list(tasks)
+    started = time.monotonic()
     jobs_executor = make_executor(executor, jobs, resolve_device(options.device))
-    plain = Checker(replace(options, audit=False, entry="Model"), jobs_executor)
-    audited = Checker(replace(options, audit=True, entry="ModelNew"), plain.executor)
-    audited._references = plain._references  # the reference does not depend on the audit: one run per task
+    plain, audited = _checkers(options, jobs_executor)
     rows: dict[int, SelftestRow] = {}
+    crowded: dict[int, SelftestRow] = {}  # out of memory beside other tasks
+    lock = threading.Lock()
+
+    def report(index: int, row: SelftestRow) -> None:
+        with lock:
+            rows[index] = row
+            if progress is not None:
+                progress(len(rows), len(todo), row)
 
     def one(index: int) -> None:
-        rows[index] = judge_task(todo[index], plain, audited)
-        if progress is not None:
-            progress(len(rows), len(todo), rows[index])
+        if budget_s is not None and time.monotonic() - started > budget_s:
+            report(index, skipped_row(todo[index], f"not started: the run's time budget ({budget_s:g} s) was spent"))
+            return
+        row = judge_task(todo[index], plain, audited)
+        if jobs > 1 and out_of_memory(row):
+            crowded[index] = row  # judged again alone below
+            return
+        report(index, row)
 
     try:
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
             list(pool.map(one, range(len(todo))))
+        for index, first in sorted(crowded.items()):
+            report(index, _alone(todo[index], options, jobs_executor, first))
     finally:
         jobs_executor.close()
     return [rows[i] for i in range(len(todo))]
@@ -145,6 +201,7 @@ def tally(rows: Iterable[SelftestRow]) -> dict[str, int]:
     return {"tasks": len(rows), "ok": sum(r.status == "ok" for r in rows),
             "defect": sum(r.status == "defect" for r in rows),
             "cannot_run": sum(r.status == "cannot_run" for r in rows),
+            "not_run": sum(r.status == "not_run" for r in rows),
             "own_passed": sum(r.own == "pass" for r in rows),
             "copy_rejected": sum(r.torch_copy in {c.value for c in COPY_REJECTED} for r in rows),
             "low_signal": sum(bool(f.low_signal) for f in facts),

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="trials per shape plan (default 2)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per child process (default 300)")
     p.add_argument("-k", dest="match", default="", help="only tasks whose id contains this text")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="only every N-th task from the I-th (1-based; in natural task order), e.g. 1/2 and 2/2")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="start no task after this many seconds; tasks left are listed as not run (with --json, "
+                        "rows are written as they finish)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="tasks judged at once (default 1)")
     p.add_argument("--executor", choices=("warm", "cold"), default="warm",
                    help="warm: forked warm workers, as the pytest plugin runs jobs; cold: a fresh process per "
@@ -69,8 +74,28 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, timeout_s=args.timeout)
 
 
+def brief(detail: str, width: int = 160) -> str:
+    """The start of a detail and, when it runs over, its last non-empty line (the exception, not mid-traceback)."""
+    lines = [line.strip() for line in detail.strip().splitlines() if line.strip()]
+    if len(detail) <= width or not lines:
+        return " ".join(lines)
+    return f"{lines[0][:width // 2]} ... {lines[-1][-width:]}"
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise _UsageError(f"--shard {text!r}: expected I/N, e.g. 1/2") from None
+    if not 1 <= i <= n:
+        raise _UsageError(f"--shard {text!r}: I must be between 1 and N")
+    return i, n
+
+
 def _progress(done: int, total: int, row: SelftestRow) -> None:
-    extra = f" {row.detail[:160]}" if row.status != "ok" else ""
+    extra = f" {brief(row.detail)}" if row.status != "ok" else ""
     print(f"[{done}/{total}] {row.task}: {row.status} ({row.wall_s:.1f} s){extra}", file=sys.stderr, flush=True)
 
 
@@ -98,13 +123,14 @@ def facts_table(rows: list[SelftestRow]) -> list[str]:
 def render(rows: list[SelftestRow], counts: dict[str, int]) -> str:
     """Return the end-of-run text: the facts table, defects and cannot-run tasks with their reasons, the counts."""
     lines = facts_table(rows)
-    for status, title in (("defect", "defects"), ("cannot_run", "cannot run here")):
+    for status, title in (("defect", "defects"), ("cannot_run", "cannot run here"),
+                          ("not_run", "not run (time budget spent)")):
         listed = [r for r in rows if r.status == status]
         if listed:
             lines.append(f"{title} ({len(listed)}):")
             lines += [f"  {r.task}: own {r.own or '-'}, torch copy {r.torch_copy or '-'}: {r.detail}" for r in listed]
     lines.append(f"{counts['tasks']} tasks: {counts['ok']} ok, {counts['defect']} defects, "
-                 f"{counts['cannot_run']} cannot run here; own candidate passed {counts['own_passed']}, "
+                 f"{counts['cannot_run']} cannot run here, {counts['not_run']} not run; own candidate passed {counts['own_passed']}, "
                  f"torch copy rejected {counts['copy_rejected']}; low-signal {counts['low_signal']}, "
                  f"degenerate {counts['degenerate']}, nondeterministic {counts['nondeterministic']}, "
                  f"int/bool inputs {counts['int_or_bool_inputs']}")
@@ -120,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         options = _options(args)
         tasks = [t for t in discover_tasks(args.paths) if args.match in t.id]
+        shard = _shard(args.shard)
+        if shard is not None:
+            tasks = tasks[shard[0] - 1::shard[1]]
+        if args.budget is not None and args.budget <= 0:
+            raise _UsageError("--budget must be > 0 seconds")
         if not tasks:
             raise _UsageError(f"no task files under {' '.join(map(str, args.paths))}"
                               + (f" matching -k {args.match!r}" if args.match else ""))
@@ -128,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    meta = {"device": options.device, "shapes": options.shapes, "seeds": args.seeds, "executor": args.executor, "tasks_asked": len(tasks)}
+    meta = {"device": options.device, "shapes": options.shapes, "seeds": args.seeds, "executor": args.executor, "shard": args.shard,
+            "budget_s": args.budget, "tasks_asked": len(tasks)}
     done: list[SelftestRow] = []
 
     def progress(index: int, total: int, row: SelftestRow) -> None:
@@ -138,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json is not None:  # rewritten after every task: a run cut short still leaves its rows
             _write_json(args.json, meta, done, complete=False)
 
-    rows = run_selftest(tasks, options, args.jobs, progress, args.executor)
+    rows = run_selftest(tasks, options, args.jobs, progress, args.executor, args.budget)
     counts = tally(rows)
     print(render(rows, counts))
     if args.json is not None:

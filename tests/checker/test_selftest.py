@@ -44,6 +44,8 @@ DROPOUT = RELU.replace("return torch.relu(x)", "return torch.nn.functional.dropo
 # output from the clock: no seed makes it agree with itself, and the self-test must list it
 CLOCK = "import time\n" + RELU.replace("return torch.relu(x)", "return x * 0 + float(time.perf_counter_ns() % 1000003)")
 MISSING = "import kf_no_such_package_here\n" + RELU
+# the machine's memory, not the harness: judged again alone, then listed as cannot run
+NO_MEMORY = RELU.replace("return torch.relu(x)", "raise MemoryError('out of memory for this test')")
 # a string init input and a tuple output (no level 1-3 task has either), and an all-zero second output
 STRING_TUPLE = RELU.replace("    def __init__(self):\n        super(Model, self).__init__()\n",
                             "    def __init__(self, how):\n        super(Model, self).__init__()\n        self.how = how\n")
@@ -80,7 +82,7 @@ def test_selftest_lists_defects_and_unrunnable_tasks_apart(tmp_path: Path) -> No
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     for name, source in {"1_relu": RELU, "2_stateful": STATEFUL, "3_clock": CLOCK, "4_missing": MISSING,
-                         "5_dropout": DROPOUT, "6_string_tuple": STRING_TUPLE}.items():
+                         "5_dropout": DROPOUT, "6_string_tuple": STRING_TUPLE, "7_no_memory": NO_MEMORY}.items():
         (tasks / f"{name}.py").write_text(source)
     out = tmp_path / "selftest.json"
     done = selftest(str(tasks), "--device", "cpu", "-j", "2", "--json", str(out))
@@ -97,13 +99,38 @@ def test_selftest_lists_defects_and_unrunnable_tasks_apart(tmp_path: Path) -> No
     assert string_tuple["facts"]["output_count"] == 2 and string_tuple["facts"]["degenerate"] == ["output 1 all zero"]
     assert rows["4_missing"]["status"] == "cannot_run" and "kf_no_such_package_here" in rows["4_missing"]["detail"]
     assert rows["4_missing"]["facts"] is None
-    assert "[6/6]" in done.stderr  # progress while it runs
-    assert "defects (1):" in done.stdout and "cannot run here (1):" in done.stdout
+    assert rows["7_no_memory"]["status"] == "cannot_run" and "even alone" in rows["7_no_memory"]["detail"]
+    assert "[7/7]" in done.stderr  # progress while it runs
+    assert "defects (1):" in done.stdout and "cannot run here (2):" in done.stdout
 
 
 def test_selftest_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
     done = selftest(str(tmp_path), "--device", "cpu")
     assert done.returncode == 2 and "no task files" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "1_relu.py").write_text(RELU)
+    for bad in (("--shard", "3/2"), ("--shard", "x"), ("--budget", "0")):
+        done = selftest(str(tmp_path), "--device", "cpu", *bad)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (bad, done.stderr)
+
+
+def test_a_spent_budget_lists_tasks_as_not_run_and_a_shard_takes_every_nth(tmp_path: Path) -> None:
+    for k in range(1, 5):
+        (tmp_path / f"{k}_relu.py").write_text(RELU)
+    out = tmp_path / "selftest.json"
+    done = selftest(str(tmp_path), "--device", "cpu", "--executor", "cold", "--shard", "2/2", "--budget", "1e-9",
+                    "--json", str(out))
+    body = json.loads(out.read_text())
+    assert done.returncode == 0 and body["meta"]["complete"], done.stdout + done.stderr
+    assert [row["task"].split("/")[-1] for row in body["tasks"]] == ["2_relu", "4_relu"]
+    assert body["counts"]["not_run"] == 2 and body["counts"]["ok"] == 0
+
+
+def test_progress_shows_the_last_line_of_a_long_detail() -> None:
+    from pytest_kernelfalcon.cli.selftest import brief
+
+    detail = "reference process exited with code 3; stderr tail: Traceback\n" + "  File x\n" * 40 \
+        + "torch.OutOfMemoryError: CUDA out of memory"
+    assert brief(detail).endswith("torch.OutOfMemoryError: CUDA out of memory") and len(brief(detail)) < 260
 
 
 def test_a_verdict_on_a_task_drawing_random_numbers_says_how_it_was_compared(tmp_path: Path) -> None:
