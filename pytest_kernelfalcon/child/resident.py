@@ -42,9 +42,9 @@ from pytest_kernelfalcon.child.runtime import (
     short_error,
     torch_dtype,
 )
-from pytest_kernelfalcon.child.taskfacts import repeat_facts
+from pytest_kernelfalcon.child.taskfacts import kept_outputs, repeat_facts
 from pytest_kernelfalcon.core import handoff
-from pytest_kernelfalcon.core.compare import identical, shapes_of, trial_context
+from pytest_kernelfalcon.core.compare import identical, outputs_digest, shapes_of, trial_context
 from pytest_kernelfalcon.core.facts import trial_facts
 from pytest_kernelfalcon.core.handoff import to_host
 from pytest_kernelfalcon.core.protocol import signal_name
@@ -83,12 +83,13 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
         task = exec_file(jobdir / entry["file"], "kf_task_0")
         model, init_inputs = build_reference(task, job)
         tracker = ProbeTracker(tolerance_for(job["dtype"]))
-        trials, facts, first = [], [], None
+        trials, facts, first, first_digest = [], [], None, ""
         for seed in job["seeds"]:
             inputs, outputs, summary = _reference_trial(task.get_inputs, model, job, seed, entry["transform"], False)
             tracker.add(inputs, outputs)
             facts.append(trial_facts(inputs, outputs))
-            first = first if first is not None else [o.cpu() if hasattr(o, "cpu") else o for o in outputs]
+            if len(facts) == 1:  # the first trial's outputs stay for the repeat forward unless too large
+                first, first_digest = kept_outputs(outputs), outputs_digest(outputs)
             trials.append(summary)
             del inputs, outputs
     except JobError:
@@ -103,7 +104,7 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan, strong = {**plan, "strong_error": short_error(exc)}, []
     repeat = repeat_facts(reference_forward, model, task.get_inputs, job, entry["transform"], job["seeds"][0],
-                          first or [])
+                          first, first_digest)
     case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
             "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)], "trials": trials, "strong_trials": strong,
             "facts": {"trials": facts, "repeat": repeat}}
