@@ -46,7 +46,7 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.CANCELLED, f"{what} cancelled after {result.wall_s:.1f}s")
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
-    if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+    if (cause := harness_cause(result, reference=what == "reference")) is not None:  # the machine's fault
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))
