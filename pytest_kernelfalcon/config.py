@@ -217,9 +217,11 @@ def _read(config: pytest.Config, dest: str, kind: str, root: Path) -> Any:
 
 
 def _ini(config: pytest.Config, dest: str, kind: str) -> Any:
+    import pytest
+
     try:
         value = config.getini(dest)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, pytest.UsageError) as exc:  # pytest >= 9 raises UsageError itself
         _usage(f"ini key {dest}: expected {'true or false' if kind == 'bool' else kind}: {exc}")
     return None if value in ("", None, []) else value
 

@@ -47,7 +47,7 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.CANCELLED, f"{what} cancelled after {result.wall_s:.1f}s")
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
-    if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+    if (cause := harness_cause(result, reference=what == "reference")) is not None:  # the machine's fault
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if what == "reference" and (cause := hub_cause(result)) is not None:
         return Verdict.failed(Category.HARNESS_ERROR, cause)

@@ -3,7 +3,9 @@
 ``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD`` is started by
 the resident comparer (``resident.py``), as the same uid, with a pair of pipes. Before the
 candidate is imported it loads the task copies, builds the reference state per case (the
-comparer builds the same from the same seed), and installs the run-time audit. Per trial
+comparer builds the same from the same seed), says ``ready`` (the candidate's time limit
+starts there: imports and task copies are the harness's time, however loaded the machine),
+and installs the run-time audit. Per trial
 it draws the inputs on the device from the trial seed, shows them to the comparer, runs
 forward under the audit, checks for side-stream work on the device, and hands the
 outputs and the inputs after forward to the comparer (by CUDA IPC, no copy), waiting
@@ -97,6 +99,14 @@ def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
 
 
+def preload() -> None:
+    """Import what a warm worker's fork holds imported already (started with ``python -m``, this is ours to do,
+    not the candidate's time)."""
+    import torch._dynamo  # noqa: F401  (the run-time audit imports it)
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+
+
 def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     """Run every case and trial of ``jobdir/shell.pt`` and end with a ``done`` message."""
     import torch
@@ -105,6 +115,8 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
     cases = [(built, case["trials"]) for (_, built), case in zip(loaded, job["cases"], strict=True)]
+    preload()
+    handoff.send(fds[1], {"type": "ready"})  # the candidate's time limit starts now: its code runs from here
     body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
         model, loaded[index][0], trial, job, audit, kept, fds))
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +19,6 @@ EXIT_CODES = """exit codes:
   1  the candidate was rejected (the verdict's category says why)
   2  bad usage: an option, an unreadable or malformed task or candidate file, an impossible device
   3  harness error: the harness or the machine failed (e.g. a missing package), not the candidate"""
-JOB_CANDIDATE = re.compile(r"\bcandidate\.py\b")
 
 
 class _UsageError(Exception):
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options), args.candidate)
+    verdict = verify_candidate(args.task, args.candidate, options).naming(str(args.candidate))
     if args.json:
         print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate)}))
     else:
@@ -132,10 +129,6 @@ def _check_files(task: Path, candidate: Path) -> None:
     if problem is not None:
         raise _UsageError(problem)
 
-
-def _in_user_terms(verdict: Verdict, candidate: Path) -> Verdict:
-    """The verdict with the job's ``candidate.py`` named as the user's file (``my_kernel.py:12``)."""
-    return dataclasses.replace(verdict, detail=JOB_CANDIDATE.sub(str(candidate), verdict.detail))
 
 
 def _cuda_available() -> bool:

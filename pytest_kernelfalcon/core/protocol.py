@@ -13,6 +13,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pyte
 
 FILE_LIMIT = 8 << 30  # RLIMIT_FSIZE of every child process (bytes)
 DATA_PATHS = ("auto", "files", "resident")
+CANDIDATE_START_S = 60.0  # resident path: the candidate's process gets this long to start before its time limit runs
 TIMING_REFUSED = "timing needs a CUDA GPU: CPU or TRITON_INTERPRET timings say nothing about kernel speed"
 
 
