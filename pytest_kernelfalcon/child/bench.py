@@ -1,6 +1,6 @@
 """Kernel timing inside the child (job mode ``bench``): CUDA events, L2 flushed, rotated input sets.
 
-The parent half (locks, options, plausibility) is ``reports/timing.py``.
+The parent half (locks, options, plausibility) is ``checker/timing.py``.
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.child.bench import run_bench_job, stats_ms
-from pytest_kernelfalcon.executor.base import JobResult
-from pytest_kernelfalcon.reports.timing import (
+from pytest_kernelfalcon.checker.timing import (
     REFUSED,
     BenchOptions,
     TimingRefused,
@@ -24,6 +22,8 @@ from pytest_kernelfalcon.reports.timing import (
     summarise,
     write_job,
 )
+from pytest_kernelfalcon.child.bench import run_bench_job, stats_ms
+from pytest_kernelfalcon.executor.base import JobResult
 
 torch = pytest.importorskip("torch")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA")
@@ -92,7 +92,7 @@ def test_interpret_child_failures() -> None:
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pytest_kernelfalcon.reports.timing import gpu_lock
+    from pytest_kernelfalcon.checker.timing import gpu_lock
     with gpu_lock("3", Path(sys.argv[1]), shared=sys.argv[2] == "shared"):
         print("held", flush=True)
         time.sleep(1.0)
