@@ -44,6 +44,7 @@ from pytest_kernelfalcon.child.runtime import (
     torch_dtype,
 )
 from pytest_kernelfalcon.core import handoff
+from pytest_kernelfalcon.core.protocol import CandidateCase, ResidentJob, TrialDraw
 
 KEEP_BYTES = 4 << 30  # earlier outputs kept alive (storage-reuse check) while under this many bytes
 ACK_S = 600.0
@@ -64,36 +65,34 @@ def _expect_ack(rfd: int) -> None:
         raise handoff.HandoffError("expected an ack")
 
 
-def load_cases(jobdir: Path, job: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+def load_cases(jobdir: Path, job: ResidentJob) -> list[tuple[Any, CandidateCase]]:
     """Load every task copy and build its reference state, before any candidate code runs."""
     loaded = []
-    for k, case in enumerate(job["cases"]):
+    for k, case in enumerate(job.cases):
         name = f"kf_task_{k}"
-        task = exec_file(jobdir / case["file"], name)
-        model, init_inputs = build_reference(task, {**job, "construct_seed": case["construct_seed"]})
+        task = exec_file(jobdir / case.file, name)
+        model, init_inputs = build_reference(task, case.construct_seed, job.device, job.dtype)
         state = {key: v.detach().clone() for key, v in model.state_dict().items()}
         del model
         sys.modules.pop(name, None)
-        loaded.append((task.get_inputs, {"construct_seed": case["construct_seed"], "init_inputs": init_inputs,
-                                         "state_dict": state}))
+        loaded.append((task.get_inputs, CandidateCase(case.construct_seed, tuple(init_inputs), state, ())))
     return loaded
 
 
-def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
+def run_trial(model: Any, get_inputs: Any, trial: TrialDraw, job: ResidentJob, audit: RunAudit,
               kept: list[Any], fds: tuple[int, int]) -> None:
     """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned."""
     rfd, wfd = fds
-    inputs = draw_inputs(get_inputs, trial["seed"], job["device"], torch_dtype(job["dtype"]),
-                         tuple(trial["transform"]))
-    handoff.send(wfd, {"type": "inputs", "seed": trial["seed"], "inputs": [handoff.describe(x) for x in inputs]})
+    inputs = draw_inputs(get_inputs, trial.seed, job.device, torch_dtype(job.dtype), trial.transform)
+    handoff.send(wfd, {"type": "inputs", "seed": trial.seed, "inputs": [handoff.describe(x) for x in inputs]})
     _expect_ack(rfd)
-    outputs = candidate_forward(model, inputs, trial["seed"], audit)
+    outputs = candidate_forward(model, inputs, trial.seed, audit)
     audit.check_side_stream(outputs)
-    handoff.send(wfd, {"type": "outputs", "seed": trial["seed"], "outputs": [handoff.describe(o) for o in outputs],
+    handoff.send(wfd, {"type": "outputs", "seed": trial.seed, "outputs": [handoff.describe(o) for o in outputs],
                        "inputs": [handoff.describe(x) for x in inputs], "aliases": aliases(outputs, inputs),
                        "reused": reused_outputs(outputs, kept)})
     _expect_ack(rfd)
-    end_trial(outputs, trial["seed"], job, audit, kept,
+    end_trial(outputs, trial.seed, job, audit, kept,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
 
 
@@ -101,10 +100,10 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     """Run every case and trial of ``jobdir/shell.pt`` and end with a ``done`` message."""
     import torch
 
-    job = torch.load(jobdir / "shell.pt", map_location="cpu", weights_only=True)
+    job = ResidentJob.from_wire(torch.load(jobdir / "shell.pt", map_location="cpu", weights_only=True))
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
-    cases = [(built, case["trials"]) for (_, built), case in zip(loaded, job["cases"], strict=True)]
+    cases = [(built, case.trials) for (_, built), case in zip(loaded, job.cases, strict=True)]
     body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
         model, loaded[index][0], trial, job, audit, kept, fds))
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
