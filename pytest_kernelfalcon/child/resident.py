@@ -1,23 +1,10 @@
 """The resident data path: inputs, reference outputs and the comparison stay on the device.
 
-Used for official shapes on CUDA, where a task's tensors are gigabytes (level1/19_ReLU:
-6.4 GB per input) and shipping them through files is what made a check take minutes.
-Both modes run inside an executor job process, as trusted code only (the candidate is
-never imported here):
-
-* ``resident_reference``: draw each trial's inputs on the device from its seed, run the
-  reference, check it is finite, track the low-signal probes on the device, and return a
-  summary without tensors (seeds, shapes, aliasing, mutation, probes).
-* ``resident``: the **comparer**. It loads the task copies and builds the reference, then
-  starts the candidate's process (``resident_candidate``) as the same uid with a pair of
-  private pipes, and makes itself non-dumpable (the candidate can neither ptrace nor read
-  it). Per trial it draws the same inputs, checks the candidate was given exactly those,
-  computes the reference, opens the candidate's outputs by CUDA IPC (same uid: across uids
-  the driver refuses the mapping) and reduces them to the judge's per-trial facts
-  (``compare.trial_facts``) on the device. Only facts go back to the parent.
-
-The reference outputs live on the device for the length of one candidate job (computed
-trial by trial: a task's official outputs for all trials do not fit beside a candidate's).
+Trusted code only (the candidate is never imported here). ``run_resident_reference``
+returns a reference summary without tensors (seeds, shapes, aliasing, mutation, probes);
+``run_resident`` is the comparer: it starts the candidate's process, checks the inputs it
+was given, computes the reference per trial and reduces the outputs to per-trial facts.
+How and why: docs/ARCHITECTURE.md ("The resident data path").
 """
 
 from __future__ import annotations

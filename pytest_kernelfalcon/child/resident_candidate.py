@@ -1,21 +1,10 @@
 """The candidate's process on the resident data path (untrusted once the candidate is imported).
 
-``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD`` is started by
-the resident comparer (``resident.py``), as the same uid, with a pair of pipes. Before the
-candidate is imported it loads the task copies, builds the reference state per case (the
-comparer builds the same from the same seed), and installs the run-time audit. Per trial
-it draws the inputs on the device from the trial seed, shows them to the comparer, runs
-forward under the audit, checks for side-stream work on the device, and hands the
-outputs and the inputs after forward to the comparer (by CUDA IPC, no copy), waiting
-until the comparer is done with them. Nothing here compares: the comparer does.
-
-On a warm worker the process is not started with ``python -m`` (3-4 s of imports) but
-forked (``prefork``) by the job process (or the ``once`` worker) after its imports and
-before its CUDA context and its request. The fork waits, holding only its pipes
-(stdin/stdout/stderr on /dev/null, every other fd closed), for ``arm`` (the worker's job
-request without its nonce, to enter the same isolation as the job) and ``go`` (the job
-dir, from the comparer), then runs as above. A closed pipe or anything else before
-``go`` ends it.
+``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD``, or forked
+ahead by a warm job process (``prefork``: it waits for ``arm`` and ``go``). It loads the task
+copies and the reference state before importing the candidate, then per trial shows its
+inputs to the comparer, runs forward under the run-time audit and hands the outputs over
+(CUDA IPC). Nothing here compares: the comparer does (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

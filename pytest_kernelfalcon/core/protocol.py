@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pytest_kernelfalcon/
 
@@ -48,6 +49,8 @@ def _wire(value: Any) -> Any:
 
 def _unwire(hint: Any, value: Any) -> Any:
     """``value`` as the field typed ``hint`` holds it: nested records rebuilt, lists as tuples."""
+    if get_origin(hint) in (Union, UnionType):  # ``tuple[...] | None``: the tuple part
+        hint = next((h for h in get_args(hint) if get_origin(h) is tuple), hint)
     if get_origin(hint) is not tuple or not isinstance(value, (list, tuple)):
         return value
     inner = get_args(hint)[0]
