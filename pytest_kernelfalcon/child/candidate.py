@@ -19,9 +19,7 @@ from pytest_kernelfalcon.child.runtime import (
     torch_dtype,
 )
 from pytest_kernelfalcon.core.handoff import UncarriableValue
-from pytest_kernelfalcon.core.protocol import CandidateCase, CandidateJob, ResidentJob, TrialInputs
-
-AuditedJob = CandidateJob | ResidentJob  # jobs that import the candidate under the run-time audit
+from pytest_kernelfalcon.core.protocol import AuditedJob, CandidateCase, CandidateJob, TrialInputs
 
 
 def audited_cases(jobdir: Path, job: AuditedJob, cases: Sequence[tuple[CandidateCase, Sequence[Any]]],

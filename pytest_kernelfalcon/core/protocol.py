@@ -135,15 +135,21 @@ class CandidateCase(Record):
 
 
 @dataclass(frozen=True)
-class CandidateJob(JobRecord):
-    """Import the candidate under the run-time audit and run every case's trials."""
+class AuditedJob(JobRecord):
+    """What every job that imports the candidate under the run-time audit holds."""
 
-    entry: str
+    entry: str  # the candidate's class
     device: str
     dtype: str
+    audit: bool  # full anti-cheat (False: plain equivalence, as the fuse stage checks)
+    poison: bool  # fill outputs with NaN after each trial
+
+
+@dataclass(frozen=True)
+class CandidateJob(AuditedJob):
+    """Import the candidate under the run-time audit and run every case's trials."""
+
     cases: tuple[CandidateCase, ...]
-    audit: bool
-    poison: bool
     mode: str = "candidate"
 
 
@@ -167,15 +173,10 @@ class ResidentCase(Record):
 
 
 @dataclass(frozen=True)
-class ResidentJob(JobRecord):
+class ResidentJob(AuditedJob):
     """The comparer serves the candidate's process (``mode`` resident; ``shell`` is the candidate's side)."""
 
-    entry: str
-    device: str
-    dtype: str
     cases: tuple[ResidentCase, ...]
-    audit: bool
-    poison: bool
     timeout_s: float
     mode: str = "resident"
 

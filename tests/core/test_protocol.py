@@ -91,7 +91,7 @@ def test_reference_result_round_trips_with_and_without_probes() -> None:
     ({"mode": "candidate"}, "not version 1"),
     ({"version": 2, "mode": "candidate"}, "not version 1"),
     ({"version": 1, "mode": "teleport"}, "unknown job mode 'teleport'"),
-    ({"version": 1, "mode": "candidate", "entry": "ModelNew"}, "CandidateJob: missing device, dtype, cases"),
+    ({"version": 1, "mode": "candidate", "entry": "ModelNew"}, "CandidateJob: missing device, dtype, audit, poison, cases"),
     ({"version": 1, "mode": "extract", "task": "t.py", "fused": "f.py", "entry": "E", "construct_seed": 1,
       "input_seed": 1, "device": "cpu", "timeout_s": 1.0, "extra": 0}, None),
 ])
