@@ -135,7 +135,7 @@ class FalconSession:
 
     def bench(self, task: TaskFile, outcome: TaskOutcome) -> TaskOutcome:
         """Time the verified ``ModelNew`` against eager and ``torch.compile``; add speed-ups."""
-        from pytest_kernelfalcon.reports.timing import BenchOptions, bench_task
+        from pytest_kernelfalcon.checker.timing import BenchOptions, bench_task
 
         model_new = outcome.model_new or outcome.extra.get("candidate")
         if model_new is None:

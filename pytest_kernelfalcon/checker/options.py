@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_kernelfalcon.core.protocol import CANDIDATE_START_S, DATA_PATHS
+from pytest_kernelfalcon.core.protocol import CANDIDATE_START_S, DATA_PATHS, ReferenceCase
 from pytest_kernelfalcon.core.verdict import Category
 
 STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
@@ -55,12 +55,21 @@ class CheckOptions:
 class Reference:
     """A finished reference run: cases (plan, weights, trials), low-signal probes, discarded plans."""
 
-    cases: tuple[dict[str, Any], ...]
+    cases: tuple[ReferenceCase, ...]
     discarded: tuple[dict[str, Any], ...]
     probes: tuple[str, ...]
     base_seed: int
     wall_s: float
     resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
+    plans: tuple[Any, ...] = ()  # the ShapePlans of the job; a case's is ``plans[case.index]``
+
+    def plan_of(self, case: ReferenceCase) -> Any:
+        """The ``ShapePlan`` a case ran at (parent side only; the child saw its description)."""
+        return self.plans[case.index]
+
+    def trials_of(self, case: ReferenceCase) -> list[dict[str, Any]]:
+        """A case's trials a candidate runs: the ordinary ones, plus the strengthened ones when low-signal."""
+        return list(case.trials) + (list(case.strong_trials) if self.low_signal else [])
 
     @property
     def low_signal(self) -> bool:
@@ -71,7 +80,7 @@ class Reference:
     def trial_count(self) -> int:
         """How many trials a candidate runs: every case's trials, plus the strengthened ones when low-signal."""
         strong = self.low_signal
-        return sum(len(c["trials"]) + (len(c["strong_trials"]) if strong else 0) for c in self.cases)
+        return sum(len(c.trials) + (len(c.strong_trials) if strong else 0) for c in self.cases)
 
 
 def validate(options: CheckOptions) -> None:
