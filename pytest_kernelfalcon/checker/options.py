@@ -49,6 +49,7 @@ class CheckOptions:
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
     data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
+    reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Reference:
     base_seed: int
     wall_s: float
     resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
+    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
 
     @property
     def low_signal(self) -> bool:

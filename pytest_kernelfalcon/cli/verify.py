@@ -14,6 +14,7 @@ from pytest_kernelfalcon.core.verdict import Verdict
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import CheckOptions
+    from pytest_kernelfalcon.executor.base import Executor
 
 
 EXIT_CODES = """exit codes:
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: for official inputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
+    p.add_argument("--reference-cache", default="auto", metavar="DIR|auto|off",
+                   help="keep reference runs in DIR for later checks of the same task (content-addressed; "
+                        "auto: ~/.cache/kernelfalcon/references, only where candidates run as another uid, "
+                        "i.e. as root; a DIR given is used even where a candidate could read it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -95,7 +100,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,
-                        data_path=args.data_path)
+                        data_path=args.data_path, reference_cache=args.reference_cache or "off")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options), args.candidate)
+    executor = _executor()
+    try:
+        verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options, executor), args.candidate)
+    finally:
+        executor.close()
     if args.json:
         print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate)}))
     else:
@@ -120,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     if verdict.category is not None and verdict.category.value == "harness_error":
         return 3
     return 0 if verdict.passed else 1
+
+
+def _executor() -> Executor:
+    """A fresh process per job; as root each job runs as its own uid (as the plugin's warm workers do),
+    which also keeps the reference cache out of a candidate's reach."""
+    from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
+
+    return ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
 
 
 def _check_files(task: Path, candidate: Path) -> None:
