@@ -63,6 +63,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -72,7 +73,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,7 @@ class Settings:
     timeout_s: float
     kernelfalcon: tuple[str, ...]
     env: dict[str, str]
+    reference_cache: str = "off"  # verify --reference-cache: a directory, or off
 
 
 def _timeout(settings: Settings, budget: Budget) -> float:
@@ -306,7 +308,7 @@ def verify_run(task: Task, s: Settings, budget: Budget, part: str) -> tuple[Run,
     """Run ``kernelfalcon verify --json`` once; return the record and the verdict JSON."""
     cmd = [*s.kernelfalcon, "verify", str(task.path), str(task.candidate), "--json",
            "--device", s.device, "--shapes", s.shapes, "--seeds", str(s.seeds),
-           "--timeout", str(s.timeout_s)]
+           "--timeout", str(s.timeout_s), "--reference-cache", s.reference_cache]
     t = run_timed(cmd, _timeout(s, budget), s.env)
     verdict = _last_json(t.stdout)
     if t.timed_out:
@@ -316,15 +318,21 @@ def verify_run(task: Task, s: Settings, budget: Budget, part: str) -> tuple[Run,
                    detail=f"rc {t.rc}: {_tail(t.stderr or t.stdout)}"), None
     status = "pass" if verdict.get("passed") else "fail"
     detail = "" if status == "pass" else f"{verdict.get('category')}: {str(verdict.get('detail'))[:300]}"
-    return Run("verify", part, task.name, t.wall_s, status, verify_phases(verdict, t.wall_s), detail), verdict
+    return Run("verify", part, task.name, t.wall_s, status, verify_phases(verdict, t), detail), verdict
 
 
-def verify_phases(verdict: dict[str, Any], wall_s: float) -> dict[str, float]:
-    """Phase split of a verify call: the verdict's timings plus the unexplained rest."""
+MAIN_PHASES = ("start", "reference", "inputs", "candidate", "handover", "compare")
+
+
+def verify_phases(verdict: dict[str, Any], t: Timed) -> dict[str, float]:
+    """Phase split of a verify call: process start (spawn to the CLI's main), the verdict's timings
+    (reference: run or read from the cache; inputs: the candidate's job written; candidate: its child
+    process; handover: its result loaded; compare) and the unexplained rest."""
     timings = verdict.get("timings") or {}
     phases = {k.removesuffix("_s"): float(v) for k, v in timings.items() if isinstance(v, int | float)}
-    main = sum(phases.get(k, 0.0) for k in ("reference", "candidate", "compare"))
-    phases["other"] = wall_s - main
+    if verdict.get("cli_started_at"):
+        phases["start"] = float(verdict["cli_started_at"]) - t.spawned_at
+    phases["other"] = t.wall_s - sum(phases.get(k, 0.0) for k in MAIN_PHASES)
     return phases
 
 
@@ -400,6 +408,14 @@ class Bench:
         self.budget = Budget(args.budget)
         self.shapes = Shapes(settings, report)
         self.lock = threading.Lock()
+        self.cache_root = Path(tempfile.mkdtemp(prefix="judge-speed-refcache-"))
+
+    def use_cache(self, part: str) -> None:
+        """Point the verify runs of ``part`` at a new empty reference cache (``--reference-cache fresh``)."""
+        choice = self.args.reference_cache
+        folder = str(self.cache_root / part) if choice == "fresh" else choice
+        self.s = replace(self.s, reference_cache=folder)
+        self.report.options.setdefault("reference_cache_dirs", {})[part] = folder
 
     def save(self) -> None:
         with self.lock:
@@ -433,12 +449,16 @@ class Bench:
             return GUESS_S[self.s.device][way]
         return statistics.fmean(seen) if typical else max(seen)
 
+    def _second_count(self) -> int:
+        return self.args.second_tasks or len(self.tasks)
+
     # -- alone (+ second)
 
     def alone(self, with_second: bool) -> None:
         for rep in range(self.args.repeat):
+            self.use_cache(f"alone{rep}")
             for i, task in enumerate(self.tasks):
-                second = with_second and rep == 0 and i < self.args.second_tasks
+                second = with_second and rep == 0 and i < self._second_count()
                 self._alone_task(task, rep, second)
 
     def _alone_task(self, task: Task, rep: int, second: bool) -> None:
@@ -470,7 +490,8 @@ class Bench:
 
     def second(self) -> None:
         """The second part on its own: first verify, then the same one again, per task."""
-        for task in self.tasks[: self.args.second_tasks]:
+        self.use_cache("second")
+        for task in self.tasks[: self._second_count()]:
             if not self.budget.fits(2 * self.guess("verify")):
                 self.skip(f"second {task.name}")
                 continue
@@ -487,8 +508,9 @@ class Bench:
     def parallel(self) -> None:
         n = self.args.parallel
         waves = math.ceil(len(self.tasks) / n)
-        for way in ("verify", "plain"):
-            need = waves * self.guess(way, typical=True) * PARALLEL_SLOWDOWN
+        self.use_cache(f"parallel{n}")
+        for way in ("verify", "verify-again", "plain"):
+            need = waves * self.guess(way.split("-")[0], typical=True) * PARALLEL_SLOWDOWN
             if not self.budget.fits(need):
                 self.report.sets.append(SetRun(way, n, 0.0, skipped=f"needs ~{need:.0f}s"))
                 self.skip(f"parallel{n} {way} set (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
@@ -502,8 +524,9 @@ class Bench:
         part = f"parallel{n}"
 
         def one(task: Task) -> Run:
-            if way == "verify":
+            if way.startswith("verify"):
                 run, verdict = verify_run(task, self.s, self.budget, part)
+                run.label = "again" if way == "verify-again" else ""
                 self.shapes.note(task, verdict)
             else:
                 run = plain_run(task, self.s, self.budget, part, self.shapes.get(task, self.budget))
@@ -526,6 +549,7 @@ class Bench:
         if not self.budget.fits(need):
             self.skip(f"plugin (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
             return
+        self.use_cache("plugin")
         with tempfile.TemporaryDirectory(prefix="judge-speed-") as tmp:
             limit = max(30.0, min(self.s.timeout_s * len(self.tasks), self.budget.left() + 30.0))
             run = plugin_session(self.tasks, self.s, Path(tmp), limit, again)
@@ -562,7 +586,8 @@ def plugin_session(tasks: list[Task], s: Settings, tmp: Path, timeout_s: float, 
            "--rootdir", str(tmp), "-p", "no:cacheprovider", "-q", "--falcon", str(task_dir),
            "--falcon-candidates", str(cand_dir), "--falcon-device", s.device,
            "--falcon-shapes", s.shapes, "--falcon-seeds", str(s.seeds),
-           "--falcon-run-dir", str(tmp / "runs"), "--junitxml", str(junit)]
+           "--falcon-run-dir", str(tmp / "runs"), "--junitxml", str(junit),
+           "--falcon-reference-cache", s.reference_cache]
     t = run_timed(cmd, timeout_s, s.env, cwd=tmp)
     per_task, outcomes = parse_junit(junit)
     status = "timeout" if t.timed_out else "pass" if t.rc == 0 else f"rc {t.rc}"
@@ -587,8 +612,9 @@ def parse_junit(path: Path) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def _fmt_phases(phases: dict[str, float]) -> str:
-    keys = ("start", "device_init", "reference", "inputs", "candidate", "compare", "other")
-    return " ".join(f"{k[:5]}={phases[k]:.1f}" for k in keys if k in phases)
+    keys = ("start", "device_init", "reference", "inputs", "candidate", "handover", "compare", "other")
+    text = " ".join(f"{k[:5]}={phases[k]:.1f}" for k in keys if k in phases)
+    return text + (" (ref cached)" if phases.get("reference_cached") else "")
 
 
 def geomean(values: list[float]) -> float | None:
@@ -641,16 +667,20 @@ def set_rows(report: Report) -> list[list[Any]]:
     """Rows of the N-at-once table, with the verify/plain ratio of the set wall times."""
     by_way = {s.way: s for s in report.sets}
     rows = []
-    for way in ("verify", "plain"):
+    for way in ("verify", "verify-again", "plain"):
         s = by_way.get(way)
         if s:
             bad = sum(st != "pass" for st in s.statuses.values())
-            each = [r.wall_s for r in report.runs if r.way == way and r.part == f"parallel{s.parallel}"]
+            label = "again" if way == "verify-again" else ""
+            each = [r.wall_s for r in report.runs if r.way == way.split("-")[0] and r.label == label
+                    and r.part == f"parallel{s.parallel}"]
             rows.append([way, s.parallel, s.skipped or f"{s.wall_s:.1f}", len(s.statuses), bad,
                          f"{min(each):.1f}-{max(each):.1f}" if each else "-"])
-    v, p = by_way.get("verify"), by_way.get("plain")
-    if v and p and v.wall_s and p.wall_s:
-        rows.append(["ratio verify/plain", "", f"{v.wall_s / p.wall_s:.2f}", "", "", ""])
+    p = by_way.get("plain")
+    for way in ("verify", "verify-again"):
+        v = by_way.get(way)
+        if v and p and v.wall_s and p.wall_s:
+            rows.append([f"ratio {way}/plain", "", f"{v.wall_s / p.wall_s:.2f}", "", "", ""])
     return rows
 
 
@@ -713,6 +743,50 @@ def print_tables(report: Report, tasks: list[str]) -> None:
         print(_plugin_vs_alone(report, run))
     for what in report.skipped:
         print(f"skipped: {what}")
+    print("\ntargets (issue #17)")
+    for line in target_lines(report, tasks):
+        print("  " + line)
+
+
+def _ratio_line(name: str, ratios: list[float], target: float) -> str:
+    gm = geomean(ratios)
+    if gm is None:
+        return f"{name}: not measured"
+    verdict = "met" if gm <= target else "NOT met"
+    return f"{name}: {gm:.2f}x (geomean of {len(ratios)}; target <= {target}) {verdict}"
+
+
+def target_lines(report: Report, tasks: list[str]) -> list[str]:
+    """The issue's targets against what was measured: first and second candidate, plugin, 4 at once."""
+    plain = {t: r.wall_s for t in tasks if (r := _median_run(report.runs, "plain", t)) and r.status == "pass"}
+    first, again = [], []
+    for t in plain:
+        v = _median_run(report.runs, "verify", t)
+        if v and v.status == "pass":
+            first.append(v.wall_s / plain[t])
+        a = [r for r in report.runs if r.part == "second" and r.label == "again" and r.task == t and r.status == "pass"]
+        if a:
+            again.append(a[0].wall_s / plain[t])
+    lines = [_ratio_line("one-shot verify, first candidate / plain", first, 1.0),
+             _ratio_line("one-shot verify, second candidate / plain", again, 0.5)]
+    extra = []
+    for run in report.plugin:
+        for name, secs in run.per_task_s.items():
+            task = next((t for t in plain if name == t + AGAIN), None)
+            if task and run.outcomes.get(name) == "passed":
+                extra.append(secs / plain[task])
+    lines.append(_ratio_line("plugin, per extra candidate / plain", extra, 0.25))
+    sets = {s.way: s for s in report.sets if not s.skipped}
+    for way in ("verify", "verify-again"):
+        v, p = sets.get(way), sets.get("plain")
+        if v and p:
+            bad = [t for t, st in {**v.statuses, **p.statuses}.items() if st == "timeout"]
+            ok = v.wall_s <= p.wall_s and not bad
+            lines.append(f"{v.parallel} at once, {way} set / plain set: {v.wall_s / p.wall_s:.2f}x, "
+                         f"timeouts {bad or 'none'} (target <= 1.0, none) {'met' if ok else 'NOT met'}")
+        else:
+            lines.append(f"{way} set {4} at once: not measured")
+    return lines
 
 
 # ---------------------------------------------------------------- setup
@@ -785,7 +859,7 @@ def estimate(tasks: list[Task], args: argparse.Namespace) -> tuple[dict[str, int
         counts["alone"] = 2 * n * args.repeat
         secs += n * args.repeat * (g["verify"] + g["plain"])
     if "second" in parts:
-        k = min(args.second_tasks, n)
+        k = min(args.second_tasks or n, n)
         counts["second"] = k if "alone" in parts else 2 * k
         secs += counts["second"] * g["verify"]
     if "parallel4" in parts:
@@ -811,7 +885,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
     p.add_argument("--repeat", type=int, default=1, help="repeats of the alone part")
     p.add_argument("--parallel", type=int, default=4, help="subprocesses at once in parallel4")
-    p.add_argument("--second-tasks", type=int, default=2, help="tasks in the second part")
+    p.add_argument("--second-tasks", type=int, default=0, help="tasks in the second part (0: all)")
+    p.add_argument("--reference-cache", default="fresh",
+                   help="verify --reference-cache: fresh (a new empty directory per part, so first candidates "
+                        "run their reference and later ones may read it), off, or a directory")
     p.add_argument("--trials", type=int, default=5, help="plain check trials")
     p.add_argument("--seeds", type=int, default=3, help="verify --seeds (and --falcon-seeds)")
     p.add_argument("--plain-tol", type=float, default=1e-4, help="plain check atol = rtol")
@@ -870,6 +947,7 @@ def main(argv: list[str] | None = None) -> int:
     report.finished = True
     report.load_avg["end"] = list(os.getloadavg())
     bench.save()
+    shutil.rmtree(bench.cache_root, ignore_errors=True)
     print_tables(report, [t.name for t in tasks])
     progress(f"done in {bench.budget.elapsed():.0f}s")
     return 0

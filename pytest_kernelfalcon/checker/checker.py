@@ -238,13 +238,15 @@ class Checker:
         report = result.report or {}
         cases = tuple({**case, "plan_obj": plans[case["index"]]} for case in report["cases"])
         tol = tolerance_for(self.options.dtype)
-        if "probes" in report:  # resident: tracked on the device by the reference job
+        start = time.monotonic()
+        if "probes" in report:  # tracked on the device by the reference job
             probes = tuple(report["probes"])
         else:
             probes = tuple(p for case in cases for p in low_signal_probes(
                 [(t["inputs"], t["outputs"]) for t in case["trials"]], tol))
+        split = {"reference_job_s": result.wall_s, "reference_probes_s": time.monotonic() - start}
         return Reference(cases, tuple(report.get("discarded", ())), probes, self.base_seed, result.wall_s,
-                         resident="probes" in report)
+                         resident=bool(report.get("resident", "probes" in report)), split=split)
 
     def _run(self, jobdir: Path, cancel: threading.Event | None, margin_s: float = 0.0) -> JobResult:
         job = Job(jobdir, self.options.timeout_s + margin_s, self.device, self.options.gpu)
@@ -278,6 +280,7 @@ class Checker:
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "") -> Verdict:
+        start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
             (jobdir / "candidate.py").write_text(_following_plan(source, reference))
@@ -285,10 +288,14 @@ class Checker:
                 _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
             else:
                 _save_job(jobdir, self._candidate_job(reference))
+            inputs_s, start = time.monotonic() - start, time.monotonic()
             result = self._run(jobdir, cancel, RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
-        return judge_candidate(reference, result, self.options, self.device)
+        handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
+        verdict = judge_candidate(reference, result, self.options, self.device)
+        verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
+        return verdict
 
 
 def _following_plan(source: str, reference: Reference) -> str:

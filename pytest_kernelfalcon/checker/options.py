@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_kernelfalcon.core.protocol import DATA_PATHS
@@ -63,6 +63,7 @@ class Reference:
     wall_s: float
     resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
     cached: bool = False  # read from the persistent reference cache (``refcache``), not run
+    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
 
     @property
     def low_signal(self) -> bool:

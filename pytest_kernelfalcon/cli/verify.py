@@ -105,8 +105,11 @@ def _options(args: argparse.Namespace) -> CheckOptions:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kernelfalcon verify``; return 0 accepted, 1 rejected, 2 bad usage, 3 harness error."""
+    import time
+
     from pytest_kernelfalcon.checker.checker import verify_candidate
 
+    started_at = time.time()  # the benchmark's process start ends here
     try:
         args = build_parser().parse_args(argv)
         _check_files(args.task, args.candidate)
@@ -117,18 +120,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    _bound_own_threads()
     executor = _executor()
     try:
         verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options, executor), args.candidate)
     finally:
         executor.close()
     if args.json:
-        print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate)}))
+        print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate),
+                          "cli_started_at": started_at}))
     else:
         print(summary(verdict, args.task, args.candidate))
     if verdict.category is not None and verdict.category.value == "harness_error":
         return 3
     return 0 if verdict.passed else 1
+
+
+def _bound_own_threads() -> None:
+    """The comparison runs here: take this command's share of the cores, as its children do."""
+    import torch
+
+    from pytest_kernelfalcon.executor.threads import thread_share
+
+    torch.set_num_threads(thread_share())
 
 
 def _executor() -> Executor:
