@@ -297,6 +297,7 @@ class Settings:
     kernelfalcon: tuple[str, ...]
     env: dict[str, str]
     reference_cache: str = "off"  # verify --reference-cache: a directory, or off
+    verify_args: tuple[str, ...] = ()  # more arguments for every verify call
 
 
 def _timeout(settings: Settings, budget: Budget) -> float:
@@ -308,7 +309,8 @@ def verify_run(task: Task, s: Settings, budget: Budget, part: str) -> tuple[Run,
     """Run ``kernelfalcon verify --json`` once; return the record and the verdict JSON."""
     cmd = [*s.kernelfalcon, "verify", str(task.path), str(task.candidate), "--json",
            "--device", s.device, "--shapes", s.shapes, "--seeds", str(s.seeds),
-           "--timeout", str(s.timeout_s), "--reference-cache", s.reference_cache]
+           "--timeout", str(s.timeout_s), "--reference-cache", s.reference_cache,
+           *s.verify_args]
     t = run_timed(cmd, _timeout(s, budget), s.env)
     verdict = _last_json(t.stdout)
     if t.timed_out:
@@ -886,6 +888,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, help="repeats of the alone part")
     p.add_argument("--parallel", type=int, default=4, help="subprocesses at once in parallel4")
     p.add_argument("--second-tasks", type=int, default=0, help="tasks in the second part (0: all)")
+    p.add_argument("--verify-args", default="", help="more arguments for every verify call (shell words), "
+                   "e.g. '--executor warm'")
     p.add_argument("--reference-cache", default="fresh",
                    help="verify --reference-cache: fresh (a new empty directory per part, so first candidates "
                         "run their reference and later ones may read it), off, or a directory")
@@ -929,7 +933,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"subprocesses": counts, "total": sum(counts.values()), "rough_s": round(secs)}))
         return 0
     settings = Settings(args.device, args.shapes, args.seeds, args.trials, args.plain_tol, args.timeout,
-                        tuple(kernelfalcon_command(args.kernelfalcon)), child_env(args.device))
+                        tuple(kernelfalcon_command(args.kernelfalcon)), child_env(args.device),
+                        verify_args=tuple(shlex.split(args.verify_args)))
     options = {k: v for k, v in vars(args).items() if k != "estimate"}
     options["kernelfalcon_cmd"] = list(settings.kernelfalcon)
     options["plan"] = {"subprocesses": counts, "rough_s": secs}

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: for official inputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
+    p.add_argument("--executor", choices=("cold", "warm"), default="cold",
+                   help="cold: a fresh Python per job; warm: one pre-imported worker forks each job (its next "
+                        "job process, CUDA context included, starts while the reference runs)")
     p.add_argument("--reference-cache", default="auto", metavar="DIR|auto|off",
                    help="keep reference runs in DIR for later checks of the same task (content-addressed; "
                         "auto: ~/.cache/kernelfalcon/references, only where candidates run as another uid, "
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     _bound_own_threads()
-    executor = _executor()
+    executor = _executor(args.executor, options)
     try:
         verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options, executor), args.candidate)
     finally:
@@ -145,10 +148,15 @@ def _bound_own_threads() -> None:
     torch.set_num_threads(thread_share())
 
 
-def _executor() -> Executor:
-    """A fresh process per job; as root each job runs as its own uid (as the plugin's warm workers do),
-    which also keeps the reference cache out of a candidate's reach."""
+def _executor(kind: str, options: CheckOptions) -> Executor:
+    """The jobs' executor; as root each job runs as its own uid (as the plugin's warm workers do), which
+    also keeps the reference cache out of a candidate's reach."""
     from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
+
+    if kind == "warm":
+        from pytest_kernelfalcon.executor.warm import WarmExecutor
+
+        return WarmExecutor(pool_size=1, device=options.device, gpu=options.gpu)
     from pytest_kernelfalcon.executor.cold import ColdExecutor
 
     return ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
