@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: for official inputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
-    p.add_argument("--executor", choices=("cold", "warm"), default="cold",
+    p.add_argument("--executor", choices=("cold", "warm", "prestart"), default="prestart",
                    help="cold: a fresh Python per job; warm: one pre-imported worker forks each job (its next "
-                        "job process, CUDA context included, starts while the reference runs)")
+                        "job process, CUDA context included, starts while the reference runs); prestart: two "
+                        "single-use workers start importing torch at once, in the background")
     p.add_argument("--reference-cache", default="auto", metavar="DIR|auto|off",
                    help="keep reference runs in DIR for later checks of the same task (content-addressed; "
                         "auto: ~/.cache/kernelfalcon/references, only where candidates run as another uid, "
@@ -153,9 +154,11 @@ def _executor(kind: str, options: CheckOptions) -> Executor:
     also keeps the reference cache out of a candidate's reach."""
     from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
 
-    if kind == "warm":
+    if kind in ("warm", "prestart"):
         from pytest_kernelfalcon.executor.warm import WarmExecutor
 
+        if kind == "prestart":
+            return WarmExecutor(pool_size=1, device=options.device, gpu=options.gpu, mode="once", spares=1)
         return WarmExecutor(pool_size=1, device=options.device, gpu=options.gpu)
     from pytest_kernelfalcon.executor.cold import ColdExecutor
 
