@@ -4,8 +4,14 @@ Issue #17. The same correct Triton candidates (``benchmarks/candidates/<level>/<
 for real KernelBench problems read from ``$KERNELBENCH_DIR``) are judged two ways:
 
 - **verify**: ``kernelfalcon verify TASK CAND --json`` as a one-shot subprocess, timed end to
-  end; the phase split (reference, candidate, compare) comes from the verdict's ``timings``,
-  the rest of the wall time is ``other`` (process start, imports, job files, hand-over).
+  end. Phases: ``start`` (spawn to the CLI's ``main``), then from the verdict's ``timings``:
+  ``reference`` (run, or read from the reference cache: marked ``ref cached``), ``inputs``
+  (the candidate's job written), ``candidate`` (its child process), ``handover`` (its result
+  loaded; with a pre-started executor also any wait for the worker), ``compare``; ``other`` is
+  the rest (the parent's own imports, the audit, exit). Every verify of a part shares one
+  ``--reference-cache`` directory, new and empty at the start of the part
+  (``--reference-cache fresh``; ``off`` or a directory instead): a task's first verify runs
+  its reference, later ones read it. ``--verify-args`` adds arguments (``--executor cold``).
 - **plain**: ``benchmarks/plain_check.py``, one fresh Python process per candidate, as
   KernelBench's own eval: seeded ``Model`` / ``ModelNew`` (state copied), 5 trials of
   ``get_inputs()`` on the device, ``torch.allclose``. Split into start (process start and
@@ -17,12 +23,13 @@ Parts (``--parts``, all by default, run in this order):
 
 - ``alone`` (``--parallel 1``): each candidate, one process at a time, verify then plain
   (``--repeat`` times; odd repeats run plain first).
-- ``second``: the same candidate verified again right after its first verify, to show
-  whether a one-shot verify reuses a reference (each call is a new process; a cache would
-  have to live on disk). With ``alone`` selected the second verify follows the alone verify
-  directly, on the first ``--second-tasks`` tasks.
-- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel N``), verify set then
-  plain set; wall time of each set and their ratio.
+- ``second``: the same candidate verified again right after its first verify, in a new
+  process: the cost of a second candidate of a task (its reference read from the cache).
+  With ``alone`` selected the second verify follows the alone verify directly, on the first
+  ``--second-tasks`` tasks (0, the default: all).
+- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel N``): first candidates
+  (empty cache), the same again (second candidates, cache filled), then the plain set; wall
+  time of each set and the ratios.
 - ``plugin``: ``pytest --falcon TMP/tasks --falcon-candidates TMP/candidates``, folders of
   links to the chosen task files and their candidates, each task twice (``<stem>__again``:
   the cost of one more candidate of a task already judged in the session; ``--no-plugin-again``
@@ -31,7 +38,10 @@ Parts (``--parts``, all by default, run in this order):
 Every subprocess has a timeout (``--timeout``; a timed-out run is recorded, not fatal), the
 whole run a budget (``--budget``: a part or measurement that would start after it, or that
 the times seen so far say would end after it, is recorded as skipped). The JSON (``--json``)
-is rewritten after each measurement; progress lines go to stderr; the tables to stdout.
+is rewritten after each measurement; progress lines go to stderr; the tables to stdout, ending
+with the issue's targets (first and second candidate against plain, the plugin's extra
+candidate, N at once). SIGTERM or SIGINT (an outer ``timeout``) kills the running subprocess
+groups, writes the JSON and prints the tables of what was measured.
 
     PYTHONPATH=$PWD python benchmarks/judge_speed.py [--device cuda|cpu] [--shapes official|scaled]
         [--tasks SUBSTR ...] [--parts alone,second,parallel4,plugin] [--repeat 1] [--trials 5]
@@ -250,6 +260,7 @@ def run_timed(cmd: list[str], timeout_s: float, env: dict[str, str], cwd: Path =
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    LIVE.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout_s)
         timed_out = False
@@ -257,8 +268,31 @@ def run_timed(cmd: list[str], timeout_s: float, env: dict[str, str], cwd: Path =
         _kill_group(proc)
         out, err = proc.communicate()
         timed_out = True
+    finally:
+        LIVE.discard(proc)
     return Timed(time.perf_counter() - t0, None if timed_out else proc.returncode, out, err,
                  spawned_at, timed_out)
+
+
+LIVE: set[subprocess.Popen[str]] = set()  # running subprocesses, killed (by group) on SIGTERM / SIGINT
+
+
+def stop_on_signal(bench: Bench) -> None:
+    """On SIGTERM or SIGINT (an outer ``timeout``): kill every running subprocess group, write the JSON
+    as it stands, print the tables, exit 143."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for proc in list(LIVE):
+            _kill_group(proc)
+        bench.report.skipped.append(f"stopped by {signal.Signals(signum).name} after {bench.budget.elapsed():.0f}s")
+        bench.save()
+        shutil.rmtree(bench.cache_root, ignore_errors=True)
+        print_tables(bench.report, [t.name for t in bench.tasks])
+        sys.stdout.flush()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -409,7 +443,7 @@ class Bench:
         self.tasks, self.s, self.args, self.report = tasks, settings, args, report
         self.budget = Budget(args.budget)
         self.shapes = Shapes(settings, report)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the signal handler saves from the main thread
         self.cache_root = Path(tempfile.mkdtemp(prefix="judge-speed-refcache-"))
 
     def use_cache(self, part: str) -> None:
@@ -940,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     options["plan"] = {"subprocesses": counts, "rough_s": secs}
     report = Report(machine(args.device), options, load_avg={"start": list(os.getloadavg())})
     bench = Bench(tasks, settings, args, report)
+    stop_on_signal(bench)
     bench.save()
     if "alone" in args.parts:
         bench.alone(with_second="second" in args.parts)
