@@ -27,13 +27,13 @@ Parts (``--parts``, all by default, run in this order):
   process: the cost of a second candidate of a task (its reference read from the cache).
   With ``alone`` selected the second verify follows the alone verify directly, on the first
   ``--second-tasks`` tasks (0, the default: all).
-- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel N``): first candidates
-  (empty cache), the same again (second candidates, cache filled), then the plain set; wall
-  time of each set and the ratios.
 - ``plugin``: ``pytest --falcon TMP/tasks --falcon-candidates TMP/candidates``, folders of
   links to the chosen task files and their candidates, each task twice (``<stem>__again``:
   the cost of one more candidate of a task already judged in the session; ``--no-plugin-again``
   for once); total wall time and per-item time (JUnit XML).
+- ``parallel4`` (last: the longest): the whole set, 4 subprocesses at once (``--parallel N``):
+  the plain set, first candidates (empty cache), then the same again (second candidates,
+  cache filled); wall time of each set and the ratios.
 
 Every subprocess has a timeout (``--timeout``; a timed-out run is recorded, not fatal), the
 whole run a budget (``--budget``: a part or measurement that would start after it, or that
@@ -90,7 +90,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = REPO / "benchmarks" / "candidates"
 PLAIN_CHECK = REPO / "benchmarks" / "plain_check.py"
-PARTS = ("alone", "second", "parallel4", "plugin")
+PARTS = ("alone", "second", "plugin", "parallel4")
 DEFAULT_TASKS = (
     "level1/88_MinGPTNewGelu",
     "level1/12_Matmul_with_diagonal_matrices_",
@@ -545,7 +545,7 @@ class Bench:
         n = self.args.parallel
         waves = math.ceil(len(self.tasks) / n)
         self.use_cache(f"parallel{n}")
-        for way in ("verify", "verify-again", "plain"):
+        for way in ("plain", "verify", "verify-again"):  # plain first: without it no ratio
             need = waves * self.guess(way.split("-")[0], typical=True) * PARALLEL_SLOWDOWN
             if not self.budget.fits(need):
                 self.report.sets.append(SetRun(way, n, 0.0, skipped=f"needs ~{need:.0f}s"))
@@ -899,9 +899,9 @@ def estimate(tasks: list[Task], args: argparse.Namespace) -> tuple[dict[str, int
         counts["second"] = k if "alone" in parts else 2 * k
         secs += counts["second"] * g["verify"]
     if "parallel4" in parts:
-        counts[f"parallel{args.parallel}"] = 2 * n
+        counts[f"parallel{args.parallel}"] = 3 * n
         waves = math.ceil(n / args.parallel)
-        secs += waves * PARALLEL_SLOWDOWN * (g["verify"] + g["plain"])
+        secs += waves * PARALLEL_SLOWDOWN * (2 * g["verify"] + g["plain"])
     if "plugin" in parts:
         counts["plugin"] = 1
         secs += n * g["plugin_task"] * (1 if args.no_plugin_again else 1.5) + 20
@@ -980,10 +980,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.alone(with_second="second" in args.parts)
     elif "second" in args.parts:
         bench.second()
+    if "plugin" in args.parts:  # before the N-at-once sets, the longest part
+        bench.plugin()
     if "parallel4" in args.parts:
         bench.parallel()
-    if "plugin" in args.parts:
-        bench.plugin()
     report.finished = True
     report.load_avg["end"] = list(os.getloadavg())
     bench.save()
