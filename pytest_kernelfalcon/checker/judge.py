@@ -180,7 +180,8 @@ def _verdict_extra(reference: Reference, result: JobResult, options: CheckOption
     seeds = [t["seed"] for c in reference.cases for t in c.trials]
     if reference.low_signal:
         seeds += [t["seed"] for c in reference.cases for t in c.strong_trials]
-    timings = {"reference_s": reference.wall_s, "candidate_s": result.wall_s}
+    timings = {"reference_s": reference.wall_s, "reference_cached": float(reference.cached),
+               "candidate_s": result.wall_s}
     timings.update({f"candidate_{k}": float(v) for k, v in (report.get("timings") or {}).items()})
     audit = dict(report.get("audit") or {})
     audit.update({"low_signal_probes": list(reference.probes), "discarded_plans": list(reference.discarded),

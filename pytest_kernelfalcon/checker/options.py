@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_kernelfalcon.core.protocol import CANDIDATE_START_S, DATA_PATHS, ReferenceCase
@@ -49,6 +49,7 @@ class CheckOptions:
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
     data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
+    reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Reference:
     def trials_of(self, case: ReferenceCase) -> list[dict[str, Any]]:
         """A case's trials a candidate runs: the ordinary ones, plus the strengthened ones when low-signal."""
         return list(case.trials) + (list(case.strong_trials) if self.low_signal else [])
+    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
+    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
 
     @property
     def low_signal(self) -> bool:

@@ -101,7 +101,7 @@ def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     probes = tracker.found()
     del model, tracker
     release_device_memory(job.device)
-    return ReferenceResult((case,), (), tuple(probes)).to_wire()
+    return ReferenceResult((case,), (), tuple(probes), resident=True).to_wire()
 
 
 def release_device_memory(device: str) -> None:
