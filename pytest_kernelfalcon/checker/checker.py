@@ -94,9 +94,15 @@ class Checker:
         self.resident = self.options.data_path == "resident"
         official_cuda = self.device == "cuda" and self.options.shapes == "official"
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
+        from pytest_kernelfalcon.checker.refcache import candidates_own_uid, open_store
+
+        self.store = open_store(self.options.reference_cache, candidates_own_uid(self.executor))
 
     def close(self) -> None:
-        """Release the executor if this checker made it (a shared one stays open for its owner)."""
+        """Finish writing cache entries; release the executor if this checker made it (a shared one stays
+        open for its owner)."""
+        if self.store is not None:
+            self.store.flush()
         if self._owns_executor:
             self.executor.close()
 
@@ -144,10 +150,40 @@ class Checker:
         if key in self._references:
             cached = self._references[key]
             return replace(cached, wall_s=0.0) if isinstance(cached, Reference) else cached
-        found = self._compute_reference(task_source, cancel)
+        found = self._stored_or_computed(task_source, cancel)
         if not (isinstance(found, Verdict) and found.category == Category.CANCELLED):
             self._references[key] = found
         return found
+
+    def _stored_or_computed(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
+        """The reference from the persistent store (``refcache``) when it holds it, else computed and stored."""
+        from pytest_kernelfalcon.checker import refcache
+
+        opts = self.options
+        fields = {"shapes": opts.shapes, "base_seed": self.base_seed, "seeds": opts.seeds, "dtype": opts.dtype,
+                  "data_path": opts.data_path, "resident_above": self._resident_above}
+        key = None if self.store is None or opts.shapes == "fuzz" else refcache.entry_key(
+            source, fields, self.device, self.options.gpu)
+        if self.store is None or key is None:
+            return self._compute_reference(source, cancel)
+        with self.store.claim(key):
+            start = time.monotonic()
+            payload = self.store.load(key)
+            found = None if payload is None else refcache.reference_of(payload, self._plans(source))
+            if found is not None:
+                return replace(found, wall_s=time.monotonic() - start)
+            computed = self._compute_reference(source, cancel)
+            if isinstance(computed, Reference):
+                self.store.save(key, refcache.payload_of(computed))
+            return computed
+
+    def _plans(self, source: str) -> list[Any]:
+        """The shape plans a (non-fuzz) reference job is given; a case's ``index`` points into them."""
+        from pytest_kernelfalcon.core import shapes
+
+        if self.resident or self.options.shapes == "official":
+            return [shapes.official_plan()]
+        return shapes.scaled_plans(source)
 
     def _compute_reference(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
         from pytest_kernelfalcon.core import shapes
@@ -213,13 +249,15 @@ class Checker:
             return replace(failed, category=category, device=self.device, dtype=self.options.dtype)
         report = ReferenceResult.from_wire(result.report)
         tol = tolerance_for(self.options.dtype)
-        if report.probes is not None:  # resident: tracked on the device by the reference job
+        start = time.monotonic()
+        if report.probes is not None:  # tracked on the device by the reference job
             probes = report.probes
         else:
             probes = tuple(p for case in report.cases for p in low_signal_probes(
                 [(t["inputs"], t["outputs"]) for t in case.trials], tol))
+        split = {"reference_job_s": result.wall_s, "reference_probes_s": time.monotonic() - start}
         return Reference(report.cases, report.discarded, probes, self.base_seed, result.wall_s,
-                         resident=report.probes is not None, plans=tuple(plans))
+                         resident=report.resident, plans=tuple(plans), split=split)
 
     def _run(self, jobdir: Path, cancel: threading.Event | None, margin_s: float = 0.0) -> JobResult:
         job = Job(jobdir, self.options.timeout_s + margin_s, self.device, self.options.gpu)
@@ -254,6 +292,7 @@ class Checker:
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "") -> Verdict:
+        start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
             (jobdir / "candidate.py").write_text(_following_plan(source, reference))
@@ -261,10 +300,14 @@ class Checker:
                 _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
             else:
                 _save_job(jobdir, self._candidate_job(reference))
+            inputs_s, start = time.monotonic() - start, time.monotonic()
             result = self._run(jobdir, cancel, RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
-        return judge_candidate(reference, result, self.options, self.device)
+        handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
+        verdict = judge_candidate(reference, result, self.options, self.device)
+        verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
+        return verdict
 
 
 def _following_plan(source: str, reference: Reference) -> str:

@@ -46,7 +46,7 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.CANCELLED, f"{what} cancelled after {result.wall_s:.1f}s")
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
-    if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+    if (cause := harness_cause(result, reference=what == "reference")) is not None:  # the machine's fault
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))
@@ -180,7 +180,8 @@ def _verdict_extra(reference: Reference, result: JobResult, options: CheckOption
     seeds = [t["seed"] for c in reference.cases for t in c.trials]
     if reference.low_signal:
         seeds += [t["seed"] for c in reference.cases for t in c.strong_trials]
-    timings = {"reference_s": reference.wall_s, "candidate_s": result.wall_s}
+    timings = {"reference_s": reference.wall_s, "reference_cached": float(reference.cached),
+               "candidate_s": result.wall_s}
     timings.update({f"candidate_{k}": float(v) for k, v in (report.get("timings") or {}).items()})
     audit = dict(report.get("audit") or {})
     audit.update({"low_signal_probes": list(reference.probes), "discarded_plans": list(reference.discarded),

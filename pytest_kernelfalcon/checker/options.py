@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kernelfalcon.core.protocol import DATA_PATHS, ReferenceCase
+from pytest_kernelfalcon.core.protocol import CANDIDATE_START_S, DATA_PATHS, ReferenceCase
 from pytest_kernelfalcon.core.verdict import Category
 
 STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
@@ -32,7 +32,7 @@ FUZZ_TRIALS = 2
 RESIDENT_NUMEL = 1 << 26  # auto: official inputs above this many elements stay on the device
 
 
-RESIDENT_MARGIN_S = 15.0  # the comparer outlives its candidate's time limit to report it
+RESIDENT_MARGIN_S = 15.0 + CANDIDATE_START_S  # the comparer starts its candidate, outlives its time limit, reports
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class CheckOptions:
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
     data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
+    reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Reference:
     def trials_of(self, case: ReferenceCase) -> list[dict[str, Any]]:
         """A case's trials a candidate runs: the ordinary ones, plus the strengthened ones when low-signal."""
         return list(case.trials) + (list(case.strong_trials) if self.low_signal else [])
+    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
+    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
 
     @property
     def low_signal(self) -> bool:

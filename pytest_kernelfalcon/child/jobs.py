@@ -48,6 +48,9 @@ def run_job(jobdir: Path, nonce: str) -> None:
     """Run the job described by ``jobdir/job.pt`` and write ``jobdir/result.pt`` (with ``nonce``)."""
     import torch
 
+    threads = os.environ.get("KERNELFALCON_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores (a warm worker's torch
+        torch.set_num_threads(int(threads))  # was imported before this job's environment was set)
     try:
         body = run_mode(jobdir, _read(jobdir))
     except JobError as exc:

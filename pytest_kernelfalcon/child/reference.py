@@ -5,6 +5,7 @@ The trial records written here are what the parent compares candidates against.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pytest_kernelfalcon.child.runtime import (
     short_error,
     torch_dtype,
 )
+from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
 from pytest_kernelfalcon.core.handoff import to_host
 from pytest_kernelfalcon.core.protocol import PlanFile, ReferenceCase, ReferenceJob, ReferenceResult
 
@@ -42,15 +44,31 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
 
 
 def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int,
-                    transform: tuple[float, ...], strong: bool = False) -> dict[str, Any]:
-    """Run the reference on one seed's inputs (on clones) and return the trial record."""
+                    transform: tuple[float, ...], strong: bool = False,
+                    kept: list[tuple[list[Any], list[Any]]] | None = None) -> dict[str, Any]:
+    """Run the reference on one seed's inputs (on clones) and return the trial record; ``kept``
+    receives the (inputs, outputs) still on the device, for the low-signal probes."""
     dtype = torch_dtype(job.dtype)
     inputs = draw_inputs(get_inputs, seed, job.device, dtype, (transform[0], transform[1]))
     outputs, clones = reference_forward(model, inputs, seed)
     host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
     host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
+    if kept is not None:
+        kept.append((inputs, outputs))
     return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
-            "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
+            "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
+
+
+def _inputs_after(inputs: list[Any], host_in: list[Any], clones: list[Any]) -> list[Any]:
+    """Per input, None when forward left it unchanged (compared where it lives), else its host copy after."""
+    import torch
+
+    def same(a: Any, b: Any) -> bool:
+        return not isinstance(b, torch.Tensor) or (a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()))
+
+    if all(same(a, b) for a, b in zip(inputs, clones, strict=False)):
+        return [None] * len(host_in)
+    return inputs_after(host_in, clones)
 
 
 def build_reference(task: Any, seed: int, device: str, dtype: str) -> tuple[Any, list[Any]]:
@@ -70,16 +88,21 @@ def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCa
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     plain, strong_tf = entry.transform, job.strong
-    trials = [reference_trial(model, task.get_inputs, job, s, plain) for s in job.seeds]
+    kept: list[tuple[list[Any], list[Any]]] = []
+    trials = [reference_trial(model, task.get_inputs, job, s, plain, kept=kept) for s in job.seeds]
+    probes = low_signal_probes(kept, tolerance_for(job.dtype))  # on the device, where the tensors are
+    del kept
     strong: list[dict[str, Any]] = []
     plan = entry.plan
-    try:
-        strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job.strong_seeds]
-    except Exception as exc:  # strengthened inputs outside the task's domain: skip them
-        plan = {**plan, "strong_error": short_error(exc)}
+    # the strengthened trials are used only for a low-signal task; with one plan that is known here
+    if probes or job.pick != "first_fit":
+        try:
+            strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job.strong_seeds]
+        except Exception as exc:  # strengthened inputs outside the task's domain: skip them
+            plan = {**plan, "strong_error": short_error(exc)}
     return ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
                          init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
-                         state_dict=state,
+                         state_dict=state, probes=tuple(probes),
                          trials=tuple(trials), strong_trials=tuple(strong))
 
 
@@ -121,4 +144,5 @@ def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     if not cases:
         raise JobError("reference_error", "reference failed on every shape plan: "
                        + "; ".join(d["error"] for d in discarded))
-    return ReferenceResult(tuple(cases), tuple(discarded)).to_wire()
+    probes = tuple(p for case in cases for p in case.probes)
+    return ReferenceResult(tuple(replace(c, probes=()) for c in cases), tuple(discarded), probes).to_wire()

@@ -34,6 +34,7 @@ from pytest_kernelfalcon.core import handoff
 from pytest_kernelfalcon.core.compare import identical, shapes_of, trial_context
 from pytest_kernelfalcon.core.handoff import to_host
 from pytest_kernelfalcon.core.protocol import (
+    CANDIDATE_START_S,
     ReferenceCase,
     ReferenceJob,
     ReferenceResult,
@@ -100,7 +101,7 @@ def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     probes = tracker.found()
     del model, tracker
     release_device_memory(job.device)
-    return ReferenceResult((case,), (), tuple(probes)).to_wire()
+    return ReferenceResult((case,), (), tuple(probes), resident=True).to_wire()
 
 
 def release_device_memory(device: str) -> None:
@@ -171,8 +172,10 @@ class Shell:
     group (killed with us) and runs as our uid (CUDA IPC needs that).
     """
 
-    def __init__(self, jobdir: Path, deadline: float, preforked: Forked | None = None) -> None:
-        self.jobdir, self.deadline, self.start = jobdir, deadline, time.monotonic()
+    def __init__(self, jobdir: Path, limit_s: float, preforked: Forked | None = None) -> None:
+        self.jobdir, self.limit_s, self.start = jobdir, limit_s, time.monotonic()
+        self.deadline = self.start + CANDIDATE_START_S  # until ``ready``; then the candidate's own time limit
+        self.ready_s: float | None = None  # when it said ``ready`` (the candidate is loaded after that)
         self.first_s: float | None = None
         self.log = jobdir / "candidate.log"
         self.log.write_bytes(b"")
@@ -201,31 +204,59 @@ class Shell:
         os.close(from_shell_w)
 
     def recv(self) -> dict[str, Any]:
-        """The next message from the candidate's process."""
+        """The next message from the candidate's process (after its ``ready``, which starts its time limit)."""
+        if self.ready_s is None:
+            self._wait_ready()
         message = handoff.recv(self.from_shell, self.deadline)
         if self.first_s is None:
             self.first_s = self.elapsed()
         return message
+
+    def _wait_ready(self) -> None:
+        """Wait for ``ready``: its process started (imports, task copies), no candidate code ran yet."""
+        message = handoff.recv(self.from_shell, self.deadline)
+        if message.get("type") != "ready":
+            raise handoff.HandoffError(f"expected ready, got {str(message)[:120]}")
+        self.ready_s = self.elapsed()
+        self.deadline = time.monotonic() + self.limit_s
 
     def ack(self) -> None:
         """Tell the candidate's process the comparer is done with what it showed."""
         handoff.send(self.to_shell, {"type": "ack"})
 
     def failure(self, exc: handoff.HandoffError) -> dict[str, str]:
-        """Return the job error for a candidate process that stopped talking (ended, hung, or broke the protocol)."""
-        if time.monotonic() >= self.deadline:
+        """Return the job error for a candidate process that stopped talking (ended, hung, or broke the protocol).
+
+        Judged by cause, never by the clock: a process that ended (a signal, an exit) is a ``crash``
+        however late it is noticed; ``timeout`` only when it was still running at its time limit and
+        is killed here (or the CPU limit's SIGXCPU ended it). Before ``ready`` no candidate code ran,
+        so a failure then is the harness's or the machine's.
+        """
+        code = self.proc.poll()
+        if code is None and isinstance(exc, handoff.HandoffDeadline):
             self.kill()
-            return {"category": "timeout", "message": f"candidate killed after {self.elapsed():.1f}s (time limit)"}
-        try:
-            code = self.proc.wait(EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return {"category": "crash", "message": f"candidate broke the handoff protocol: {exc}; {self.tail()}"}
+            if self.ready_s is None:
+                return {"category": "harness_error", "message": f"the candidate's process did not start within "
+                                                                f"{CANDIDATE_START_S:.0f}s (machine overloaded?); {self.tail()}"}
+            return {"category": "timeout",
+                    "message": f"candidate killed after {self.elapsed() - self.ready_s:.1f}s (time limit)"}
+        if code is None:
+            try:
+                code = self.proc.wait(EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return self._blamed("crash", f"candidate broke the handoff protocol: {exc}; {self.tail()}")
         if code < 0:
             how = f"candidate process killed by {signal_name(-code)}"
         else:
             how = f"candidate process exited with code {code} before finishing ({exc})"
-        return {"category": "timeout" if code == -signal.SIGXCPU else "crash", "message": f"{how}; {self.tail()}"}
+        return self._blamed("timeout" if code == -signal.SIGXCPU else "crash", f"{how}; {self.tail()}")
+
+    def _blamed(self, category: str, message: str) -> dict[str, str]:
+        if self.ready_s is None:
+            return {"category": "harness_error", "message": f"the candidate's process failed before loading the "
+                                                            f"candidate: {message}"}
+        return {"category": category, "message": message}
 
     def elapsed(self) -> float:
         """Seconds since the candidate's process started."""
@@ -365,10 +396,9 @@ def run_resident(jobdir: Path, job: ResidentJob) -> dict[str, Any]:
     global preforked
 
     pin_tf32_off()
-    deadline = time.monotonic() + float(job.timeout_s)
     torch.save(_shell_job(job), jobdir / "shell.pt")
     isolation.protect_process()
-    shell, preforked = Shell(jobdir, deadline, preforked), None  # it starts while the comparer builds
+    shell, preforked = Shell(jobdir, float(job.timeout_s), preforked), None  # it starts while the comparer builds
     try:
         start = time.monotonic()
         comparer = _comparer(jobdir, job)
@@ -387,7 +417,8 @@ def run_resident(jobdir: Path, job: ResidentJob) -> dict[str, Any]:
     comparer.cases.clear()
     release_device_memory(job.device)
     report["audit"] = {**report["audit"], "tamper": list(report["audit"].get("tamper", [])) + comparer.tamper}
-    report["timings"].update(shell_s=shell.elapsed(), shell_first_s=shell.first_s or 0.0, comparer_setup_s=setup_s)
+    report["timings"].update(shell_s=shell.elapsed(), shell_ready_s=shell.ready_s or 0.0,
+                             shell_first_s=shell.first_s or 0.0, comparer_setup_s=setup_s)
     return {"facts": facts, **report}
 
 

@@ -2,7 +2,8 @@
 
 ``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD``, or forked
 ahead by a warm job process (``prefork``: it waits for ``arm`` and ``go``). It loads the task
-copies and the reference state before importing the candidate, then per trial shows its
+copies and the reference state before importing the candidate, says ``ready`` (the
+candidate's time limit starts there: imports and task copies are the harness's time), then per trial shows its
 inputs to the comparer, runs forward under the run-time audit and hands the outputs over
 (CUDA IPC). Nothing here compares: the comparer does (docs/ARCHITECTURE.md).
 """
@@ -85,6 +86,14 @@ def run_trial(model: Any, get_inputs: Any, trial: TrialDraw, job: ResidentJob, a
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
 
 
+def preload() -> None:
+    """Import what a warm worker's fork holds imported already (started with ``python -m``, this is ours to do,
+    not the candidate's time)."""
+    import torch._dynamo  # noqa: F401  (the run-time audit imports it)
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+
+
 def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     """Run every case and trial of ``jobdir/shell.pt`` and end with a ``done`` message."""
     import torch
@@ -93,6 +102,8 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
     cases = [(built, case.trials) for (_, built), case in zip(loaded, job.cases, strict=True)]
+    preload()
+    handoff.send(fds[1], {"type": "ready"})  # the candidate's time limit starts now: its code runs from here
     body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
         model, loaded[index][0], trial, job, audit, kept, fds))
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],

@@ -17,6 +17,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pyte
 
 FILE_LIMIT = 8 << 30  # RLIMIT_FSIZE of every child process (bytes)
 DATA_PATHS = ("auto", "files", "resident")
+CANDIDATE_START_S = 60.0  # resident path: the candidate's process gets this long to start before its time limit runs
 TIMING_REFUSED = "timing needs a CUDA GPU: CPU or TRITON_INTERPRET timings say nothing about kernel speed"
 
 
@@ -225,15 +226,18 @@ class ReferenceCase(Record):
     trials: tuple[dict[str, Any], ...]
     strong_trials: tuple[dict[str, Any], ...]
     state_dict: dict[str, Any] | None = None  # None on the resident path (weights stay in the child)
+    probes: tuple[str, ...] = ()  # trivial answers that pass this case (found on the device, in the child)
 
 
 @dataclass(frozen=True)
 class ReferenceResult(Record):
-    """The body of a reference job's ``result.pt``: cases, discarded plans, probes (resident only)."""
+    """The body of a reference job's ``result.pt``: cases, discarded plans, the low-signal probes
+    found in the child (None: the parent finds them from the trials)."""
 
     cases: tuple[ReferenceCase, ...]
     discarded: tuple[dict[str, Any], ...]
     probes: tuple[str, ...] | None = None
+    resident: bool = False  # the tensors stayed in the child (candidates go through the comparer)
 
 
 JOBS: dict[str, type[JobRecord]] = {

@@ -15,6 +15,7 @@ import queue
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,17 +62,20 @@ class LineReader:
         self.fd, self.buffer = fd, b""
 
     def readline(self, deadline: float, cancel: threading.Event | None = None) -> str | None:
-        """Return the next line, ``""`` at EOF, or None when the deadline passes or cancel is set."""
+        """Return the next line, ``""`` at EOF, or None when the deadline passes or cancel is set.
+
+        What already came is read before the clock is looked at: a reader scheduled late on a
+        loaded machine still gets the line written in time."""
         while b"\n" not in self.buffer:
-            if (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
-                return None
-            ready, _, _ = select.select([self.fd], [], [], POLL_S if cancel is not None else
-                                        max(0.0, min(1.0, deadline - time.monotonic())))
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, min(
+                POLL_S if cancel is not None else 1.0, deadline - time.monotonic())))
             if ready:
                 chunk = os.read(self.fd, 4096)
                 if not chunk:
                     return ""
                 self.buffer += chunk
+            elif (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
+                return None
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode("utf-8", "replace")
 
@@ -129,7 +133,10 @@ class Worker:
         return int((line or "").split()[1])
 
     def finish(self, deadline: float, cancel: threading.Event | None) -> tuple[str, int | None]:
-        """Wait for the job's end: ("exited", rc), ("timeout"|"cancelled", None); kill on the latter."""
+        """Wait for the job's end: ("exited", rc), ("timeout"|"cancelled", None); kill on the latter.
+
+        "timeout" and "cancelled" mean that this kill ended the job: one that ended by itself
+        before the kill landed (its code is not SIGKILL's) is "exited" with its own code."""
         if self.key.mode == "once":
             return self._finish_once(deadline, cancel)
         line = self.reader.readline(deadline, cancel)
@@ -139,7 +146,8 @@ class Worker:
             line = self.reader.readline(time.monotonic() + KILL_GRACE_S)
             if not (line or "").startswith("exited"):
                 raise WorkerLost("worker did not answer after the kill", True)
-            return how, None
+            code = int((line or "").split()[1])
+            return (how, None) if code == -signal.SIGKILL else ("exited", code)
         if not line.startswith("exited "):
             raise WorkerLost(f"worker died during the job (said {line!r})", True)
         return "exited", int(line.split()[1])

@@ -88,3 +88,20 @@ def test_signal_deaths_and_malformed_reports() -> None:
     malformed = JobResult(0, False, False, "", 1.0, {"error": None, "audit": AUDIT_OK, "cases": []}, None)
     category, detail = judge(reference(ys), malformed)
     assert category == Category.CRASH and "malformed" in detail
+
+
+def test_a_module_missing_in_the_reference_job_is_the_machines_fault() -> None:
+    """Only trusted code runs in a reference job: a missing module there means this machine cannot run
+    the task, wherever the import was made (here through importlib, so no frame names the task)."""
+    from pytest_kernelfalcon.checker.judge import job_failure
+
+    message = ("reference failed on every shape plan: <frozen importlib._bootstrap>:1140: "
+               "ModuleNotFoundError: No module named 'kf_absent'")
+    report = {"error": {"category": "reference_error", "message": message}}
+    result = JobResult(0, False, False, "", 0.1, report, None)
+    blamed = job_failure(result, "reference")
+    assert blamed is not None and blamed.category == Category.HARNESS_ERROR
+    assert "cannot run here" in blamed.detail and "kf_absent" in blamed.detail
+    harness = job_failure(JobResult(0, False, False, "", 0.1, {"error": {
+        "category": "reference_error", "message": message.replace("kf_absent", "numpy")}}, None), "reference")
+    assert harness is not None and harness.category == Category.HARNESS_ERROR and "lacks" in harness.detail
