@@ -22,12 +22,12 @@ def reference_of(task: Path) -> Reference:
 def test_signed_inputs_are_not_low_signal_and_skip_the_strong_trials(relu_task: Path) -> None:
     ref = reference_of(relu_task)
     assert ref.probes == () and not ref.low_signal
-    assert [len(c["strong_trials"]) for c in ref.cases] == [0] and ref.trial_count == 2
+    assert [len(c.strong_trials) for c in ref.cases] == [0] and ref.trial_count == 2
     assert set(ref.split) == {"reference_job_s", "reference_probes_s"}
 
 
 def test_a_low_signal_task_gets_its_probes_and_strong_trials(positive_relu_task: Path) -> None:
     ref = reference_of(positive_relu_task)
     assert any("identity(input 0)" in p for p in ref.probes)
-    assert all(len(c["strong_trials"]) == 2 for c in ref.cases) and ref.trial_count == 4
-    assert all(t["strong"] for c in ref.cases for t in c["strong_trials"])
+    assert all(len(c.strong_trials) == 2 for c in ref.cases) and ref.trial_count == 4
+    assert all(t["strong"] for c in ref.cases for t in c.strong_trials)
