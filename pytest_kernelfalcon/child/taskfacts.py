@@ -7,10 +7,13 @@ candidate is compared on see the same sequence of forwards as before.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.child.runtime import draw_inputs, short_error, torch_dtype
 from pytest_kernelfalcon.core.facts import bitwise_same, differs
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.core.protocol import ReferenceJob
 
 OTHER_SEED_OFFSET = 7919
 KEEP_NUMEL = 1 << 26  # the resident path keeps the first trial's outputs on the device up to this many elements
@@ -52,7 +55,7 @@ def _beside(values: list[Any], like: list[Any]) -> list[Any]:
             for v, w in zip(values, like, strict=False)] + values[len(like):]
 
 
-def repeat_facts(forward: Any, model: Any, get_inputs: Any, job: dict[str, Any], transform: Any, seed: int,
+def repeat_facts(forward: Any, model: Any, get_inputs: Any, job: ReferenceJob, transform: Any, seed: int,
                  first: list[Any] | None, first_digest: str = "") -> dict[str, Any]:
     """Run the first trial's inputs again: same seed (``same_seed_differs``), another seed (``rng_dependent``).
 
@@ -62,7 +65,7 @@ def repeat_facts(forward: Any, model: Any, get_inputs: Any, job: dict[str, Any],
     """
     from pytest_kernelfalcon.core.compare import outputs_digest
 
-    device, dtype = job["device"], job["dtype"]
+    device, dtype = job.device, job.dtype
     try:
         inputs = draw_inputs(get_inputs, seed, device, torch_dtype(dtype), (transform[0], transform[1]))
         _sync(device)
@@ -87,7 +90,7 @@ def repeat_facts(forward: Any, model: Any, get_inputs: Any, job: dict[str, Any],
         return {"error": short_error(exc)}
 
 
-def case_facts(forward: Any, model: Any, get_inputs: Any, job: dict[str, Any], transform: Any,
+def case_facts(forward: Any, model: Any, get_inputs: Any, job: ReferenceJob, transform: Any,
                trials: list[dict[str, Any]]) -> dict[str, Any]:
     """The facts of one shape plan of the files path: each ordinary trial's, then the repeat forward's."""
     from pytest_kernelfalcon.core.facts import trial_facts

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.core.compare import error_stats, identical, tensor_digest, tolerance_for
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.core.protocol import ReferenceCase
 
 RNG_NOTE = "reference and candidate ran with the same RNG stream: torch.manual_seed(trial seed) before each forward"
 
@@ -96,16 +99,26 @@ class TaskFacts:
         return asdict(self)
 
 
-def _same_across_inputs(cases: Sequence[dict[str, Any]], i: int) -> bool:
+def _trials(case: ReferenceCase) -> list[dict[str, Any]]:
+    """The per-trial facts of a case (none when its reference job recorded no facts)."""
+    return list(case.facts.get("trials") or [])
+
+
+def _repeat(case: ReferenceCase) -> dict[str, Any]:
+    """The repeat forward's facts of a case (empty when not recorded)."""
+    return dict(case.facts.get("repeat") or {})
+
+
+def _same_across_inputs(cases: Sequence[ReferenceCase], i: int) -> bool:
     """Whether output ``i`` is bitwise the same on every trial of each plan while the inputs differ."""
-    per_case = [(c.get("facts") or {}).get("trials", []) for c in cases]
+    per_case = [_trials(c) for c in cases]
     compared = [ts for ts in per_case if len(ts) > 1 and len({t["input_digest"] for t in ts}) > 1]
     return bool(compared) and all(len({t["outputs"][i]["digest"] for t in ts}) == 1 for ts in compared)
 
 
-def _degenerate(cases: Sequence[dict[str, Any]]) -> list[str]:
+def _degenerate(cases: Sequence[ReferenceCase]) -> list[str]:
     found: list[str] = []
-    trials = [t for c in cases for t in (c.get("facts") or {}).get("trials", [])]
+    trials = [t for c in cases for t in _trials(c)]
     for i in range(min((len(t["outputs"]) for t in trials), default=0)):
         outs = [t["outputs"][i] for t in trials]
         if all(o["zero"] for o in outs):
@@ -117,9 +130,9 @@ def _degenerate(cases: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
-def _nondeterministic(cases: Sequence[dict[str, Any]]) -> list[str]:
+def _nondeterministic(cases: Sequence[ReferenceCase]) -> list[str]:
     found: list[str] = []
-    repeats = [(c.get("facts") or {}).get("repeat") or {} for c in cases]
+    repeats = [_repeat(c) for c in cases]
     if any(r.get("same_seed_differs") for r in repeats):
         found.append("differs from itself with the same seed and inputs (state kept across calls, or a "
                      "nondeterministic kernel)")
@@ -128,12 +141,12 @@ def _nondeterministic(cases: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
-def summarize(cases: Sequence[dict[str, Any]], probes: Sequence[str]) -> TaskFacts:
-    """Fold the reference job's per-case facts (``case["facts"]``) and the low-signal probes into ``TaskFacts``."""
-    trials = [t for c in cases for t in (c.get("facts") or {}).get("trials", [])]
+def summarize(cases: Sequence[ReferenceCase], probes: Sequence[str]) -> TaskFacts:
+    """Fold the reference job's per-case facts (``case.facts``) and the low-signal probes into ``TaskFacts``."""
+    trials = [t for c in cases for t in _trials(c)]
     kinds = sorted({k for t in trials for k in t["inputs"]})
-    init = sorted({input_kind(v) for c in cases for v in c.get("init_inputs", [])})
-    repeats = [(c.get("facts") or {}).get("repeat") or {} for c in cases]
+    init = sorted({input_kind(v) for c in cases for v in c.init_inputs})
+    repeats = [_repeat(c) for c in cases]
     times = [r["forward_s"] for r in repeats if r.get("forward_s") is not None]
     peaks = [r for r in repeats if r.get("peak_bytes") is not None]
     return TaskFacts(low_signal=list(probes), degenerate=_degenerate(cases), nondeterministic=_nondeterministic(cases),
@@ -143,6 +156,6 @@ def summarize(cases: Sequence[dict[str, Any]], probes: Sequence[str]) -> TaskFac
                      peak_kind=peaks[0]["peak_kind"] if peaks else "")
 
 
-def rng_dependent(cases: Sequence[dict[str, Any]]) -> bool:
+def rng_dependent(cases: Sequence[ReferenceCase]) -> bool:
     """Whether the reference drew random numbers on any shape plan."""
-    return any(((c.get("facts") or {}).get("repeat") or {}).get("rng_dependent") for c in cases)
+    return any(_repeat(c).get("rng_dependent") for c in cases)

@@ -1,25 +1,9 @@
 """``WarmExecutor``: checker jobs on pre-started workers that already imported torch and triton.
 
-Design (measured in ``benchmarks/executor.py``):
-
-* **CPU: a fork server.** Each of ``pool_size`` workers (``warm_worker --mode fork``)
-  imports torch, triton and torch._dynamo once, then forks one job process per job. The
-  fork costs milliseconds, and every job still gets its own process (a clean module
-  namespace, fresh memory, its own pid, session and uid), so nothing leaks between
-  candidates and a crash kills only the job process. The worker is the subreaper of its
-  jobs and kills and reaps everything a job left, so no orphan or zombie survives it.
-* **CUDA: the same fork server.** The worker never initialises CUDA; the job process
-  it keeps forked ahead creates its own context while it waits for its request, so the
-  context is ready when the job comes and dies with the job (a context poisoned by an
-  illegal address cannot be cleaned, and is not: its process ends). ``mode="once"``
-  (pre-spawned single-use workers, ``pool_size + spares`` of them started in the
-  background, ~9 s each on the H100 machine) is kept to compare.
-
-The harness owns every deadline: on timeout or cancel it tells the worker to kill the
-job (``k`` on its stdin; the worker has not reaped the pid, so it cannot be reused),
-kills everything of the job's uid when running as root, and replaces a worker that does
-not answer. A job that broke its process gives the same ``JobResult`` as
-``ColdExecutor``. Worker start failures fall back to ``ColdExecutor`` for that job.
+A pool of ``child.warm_worker`` processes per (device, isolation) forks one process per job,
+so every job still gets a fresh process; the harness owns every deadline, kills and
+replaces workers, and gives the same ``JobResult`` as ``ColdExecutor`` (its fallback when a
+worker cannot start). Design: docs/ARCHITECTURE.md ("The warm executor").
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch
 
 from pytest_kernelfalcon.checker.checker import CheckOptions, Reference
 from pytest_kernelfalcon.checker.judge import judge_candidate
+from pytest_kernelfalcon.core.protocol import ReferenceCase
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.executor.base import JobResult
 
@@ -20,7 +21,8 @@ XS = [torch.randn(8), torch.randn(8)]
 def reference(outputs: list[torch.Tensor], aliases: int = -1) -> Reference:
     trials = [{"seed": 42 + i, "strong": False, "inputs": [x], "outputs": [y], "inputs_after": [None],
                "aliases": [aliases]} for i, (x, y) in enumerate(zip(XS, outputs, strict=True))]
-    case = {"plan": {"kind": "official", "overrides": {}}, "trials": trials, "strong_trials": []}
+    case = ReferenceCase(plan={"kind": "official", "overrides": {}}, index=0, construct_seed=42, init_inputs=(),
+                         trials=tuple(trials), strong_trials=())
     return Reference((case,), (), (), 42, 0.0)
 
 

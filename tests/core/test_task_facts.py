@@ -9,8 +9,11 @@ import torch
 from pytest_kernelfalcon.child.reference import reference_forward
 from pytest_kernelfalcon.child.taskfacts import case_facts
 from pytest_kernelfalcon.core.facts import input_kind, output_facts, summarize
+from pytest_kernelfalcon.core.protocol import PlanFile, ReferenceCase, ReferenceJob
 
-JOB = {"device": "cpu", "dtype": "fp32"}
+JOB = ReferenceJob(device="cpu", dtype="fp32", construct_seed=1, plans=(PlanFile("task_0.py", 0, {}, (1.0, 0.0)),),
+                   pick="first_fit", budget_numel=None, last_exempt=True, seeds=(1, 2), strong_seeds=(),
+                   strong=(4.0, -2.0), resident_above=None)
 
 
 def _trials(model: torch.nn.Module, make: Any, seeds: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
@@ -24,9 +27,11 @@ def _trials(model: torch.nn.Module, make: Any, seeds: tuple[int, ...] = (1, 2)) 
 
 
 def facts_of(model: torch.nn.Module, make: Any) -> Any:
-    case = {"init_inputs": [(4, 4), [1, 2], "mean"],
-            "facts": case_facts(reference_forward, model, make, JOB, (1.0, 0.0), _trials(model, make))}
-    return summarize([case], ["output 0: zeros"])
+    trials = _trials(model, make, JOB.seeds)
+    case = ReferenceCase(plan={}, index=0, construct_seed=JOB.construct_seed, init_inputs=((4, 4), [1, 2], "mean"),
+                         trials=(), strong_trials=(),
+                         facts=case_facts(reference_forward, model, make, JOB, (1.0, 0.0), trials))
+    return summarize([ReferenceCase.from_wire(case.to_wire())], ["output 0: zeros"])  # as a job's result.pt holds it
 
 
 class Lambda(torch.nn.Module):
