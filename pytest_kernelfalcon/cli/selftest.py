@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         options = _options(args)
+        missing = [str(p) for p in args.paths if not Path(p).exists()]
+        if missing:  # a mistyped task name is not silently left out of the run
+            raise _UsageError(f"no such file or directory: {' '.join(missing)}")
         tasks = [t for t in discover_tasks(args.paths) if args.match in t.id]
         shard = _shard(args.shard)
         if shard is not None:

@@ -108,6 +108,8 @@ def test_selftest_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
     done = selftest(str(tmp_path), "--device", "cpu")
     assert done.returncode == 2 and "no task files" in done.stderr and "Traceback" not in done.stderr
     (tmp_path / "1_relu.py").write_text(RELU)
+    done = selftest(str(tmp_path / "1_relu.py"), str(tmp_path / "2_typo.py"), "--device", "cpu")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "2_typo.py" in done.stderr, done.stderr
     for bad in (("--shard", "3/2"), ("--shard", "x"), ("--budget", "0")):
         done = selftest(str(tmp_path), "--device", "cpu", *bad)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (bad, done.stderr)
