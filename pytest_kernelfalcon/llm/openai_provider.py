@@ -46,6 +46,10 @@ class OpenAIProvider:
     A local server that checks no key still needs one set: ``api_key="EMPTY"`` works.
     ``usage.input_tokens`` excludes cached prompt tokens (reported as ``cache_read_tokens``),
     matching the Anthropic convention so one price table serves both.
+
+    A server whose streams carry no usage (llama-cpp-python 0.3 ignores ``include_usage``)
+    answers that call with ``usage.reported`` False; this instance then stops streaming, since
+    its non-streamed answers do carry usage.
     """
 
     name = "openai"
@@ -100,11 +104,14 @@ class OpenAIProvider:
         import openai
 
         try:
-            if not self.stream:
+            if not params.get("stream"):
                 return _from_completion(self._client.chat.completions.create(**params))
             with self._client.chat.completions.create(**params) as chunks, \
                     watch_cancel(chunks.response, cancel):
-                return _collect(chunks, cancel)
+                reply = _collect(chunks, cancel)
+            if not reply.usage.reported:
+                self.stream = False  # the next calls ask for the whole answer, which carries usage
+            return reply
         except openai.OpenAIError as err:
             raise translate(err) from err
         except ValueError as err:  # bad JSON in the body or in a chunk
@@ -139,7 +146,7 @@ def _collect(chunks: Any, cancel: threading.Event | None) -> Reply:
 
 def _usage(usage: Any) -> TokenUsage:
     if usage is None:
-        return TokenUsage()
+        return TokenUsage(reported=False)
     details = getattr(usage, "prompt_tokens_details", None)
     cached = int(getattr(details, "cached_tokens", None) or 0)
     written = int(getattr(details, "cache_write_tokens", None) or 0)

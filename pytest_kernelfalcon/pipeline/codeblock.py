@@ -24,8 +24,11 @@ class CodeBlock:
     digest: str
 
 
-def extract_code(text: str, required: tuple[str, ...] = ()) -> CodeBlock:
-    """Return the answer's single python block, parsed and holding the ``required`` top-level names."""
+def extract_code(text: str, required: tuple[str, ...] = (), stop_reason: str | None = None) -> CodeBlock:
+    """Return the answer's single python block, parsed and holding the ``required`` top-level names.
+
+    ``stop_reason`` is the provider's: an answer cut off at the token limit is named as such.
+    """
     code = _single_block(text)
     try:
         tree = ast.parse(code)

