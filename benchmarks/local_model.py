@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -74,8 +75,8 @@ def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _round_formats(run_dir: Path) -> dict[tuple[str, str, str, int, int], str]:
-    """Format failures (no verdict) per call, read from the recorded answers' files."""
+def _stop_reasons(run_dir: Path) -> dict[tuple[str, str, str, int, int], str]:
+    """The finish reason of each recorded call (``length``: cut off at the token limit)."""
     found: dict[tuple[str, str, str, int, int], str] = {}
     for record in sorted((run_dir / "llm").rglob("*.json")):
         data = json.loads(record.read_text(encoding="utf-8"))
@@ -86,16 +87,44 @@ def _round_formats(run_dir: Path) -> dict[tuple[str, str, str, int, int], str]:
     return found
 
 
-def task_rows(report: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
-    """One row per task: pass, or the stage and category that ended it; usage and wall time."""
+def task_rows(run_dir: Path, tasks: list[str]) -> list[dict[str, Any]]:
+    """One row per task: pass, or the stage and category that ended it (``not finished`` when the run was
+    stopped before the task ended); LLM calls, tokens and wall time."""
     rows = []
-    for task in report["tasks"]:
-        usage = task.get("usage") or {}
-        rows.append({"task": task["task_id"], "passed": task["passed"], "stage": task.get("stage"),
-                     "category": task.get("category"), "detail": (task.get("detail") or "")[:300],
+    for task in tasks:
+        path = run_dir / "tasks" / task / "outcome.json"
+        if not path.is_file():
+            rows.append({"task": task, "passed": False, "stage": None, "category": "not finished", "detail": "",
+                         "calls": 0, "tokens_in": 0, "tokens_out": 0, "unreported_calls": 0, "wall_s": 0.0})
+            continue
+        outcome = json.loads(path.read_text(encoding="utf-8"))
+        usage = outcome.get("usage") or {}
+        rows.append({"task": task, "passed": outcome["passed"], "stage": outcome.get("stage"),
+                     "category": outcome.get("category"), "detail": (outcome.get("detail") or "")[:300],
                      "calls": usage.get("calls", 0), "tokens_in": usage.get("input_tokens", 0),
-                     "tokens_out": usage.get("output_tokens", 0), "wall_s": round(task.get("wall_s", 0.0), 1)})
+                     "tokens_out": usage.get("output_tokens", 0),
+                     "unreported_calls": usage.get("unreported_calls", 0),
+                     "wall_s": round(outcome.get("wall_s", 0.0), 1)})
     return rows
+
+
+_PERF = re.compile(r"llama_perf_context_print:\s+(prompt eval|eval) time =\s+([\d.]+) ms /\s+(\d+) (?:tokens|runs)")
+
+
+def server_counts(log: Path) -> dict[str, float]:
+    """The server's own token counts and rates from its log (prompt tokens read, tokens generated).
+
+    Prompt tokens here are those the server evaluated; a prefix it reused from its cache is not counted.
+    """
+    totals = {"prompt eval": [0.0, 0], "eval": [0.0, 0]}
+    if log.is_file():
+        for match in _PERF.finditer(log.read_text(encoding="utf-8", errors="replace")):
+            totals[match.group(1)][0] += float(match.group(2))
+            totals[match.group(1)][1] += int(match.group(3))
+    (read_ms, read), (gen_ms, gen) = totals["prompt eval"], totals["eval"]
+    return {"prompt_tokens_read": read, "tokens_generated": gen,
+            "read_tokens_per_s": round(read / read_ms * 1000, 2) if read_ms else 0.0,
+            "generated_tokens_per_s": round(gen / gen_ms * 1000, 2) if gen_ms else 0.0}
 
 
 def machine() -> str:
@@ -119,15 +148,17 @@ def report(out: Path) -> int:
         print(f"no */meta.json under {out}", file=sys.stderr)
         return 1
     summary: dict[str, Any] = {"meta": {**metas[0], "machine": machine()}, "strategies": {}}
-    for path in sorted(out.glob("*/report.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        meta = json.loads((path.parent / "meta.json").read_text(encoding="utf-8"))
-        run_dir = Path(data["meta"]["run_dir"])
-        stop = _round_formats(run_dir)
+    for path in sorted(out.glob("*/meta.json")):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        runs = sorted((path.parent / "runs").glob("*/"))
+        if not runs:
+            continue
+        run_dir = runs[-1]
         summary["strategies"][path.parent.name] = {
-            "started": meta.get("started"), "finished": meta.get("finished"), "run_dir": str(run_dir), "tasks": task_rows(data, run_dir), "stages": stage_rows(run_dir),
-            "stop_reasons": sorted({v for v in stop.values()}),
-            "total": data["total"]}
+            "started": meta.get("started"), "finished": meta.get("finished") or "(stopped before the end)",
+            "run_dir": str(run_dir), "tasks": task_rows(run_dir, meta["tasks"]), "stages": stage_rows(run_dir),
+            "stop_reasons": sorted(set(_stop_reasons(run_dir).values())),
+            "server": server_counts(path.parent / "server.log")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     (out / "README.md").write_text(markdown(summary), encoding="utf-8")
     return 0
@@ -152,13 +183,19 @@ def markdown(summary: dict[str, Any]) -> str:
     for name, data in summary["strategies"].items():
         lines += [f"## Strategy `{name}`", "", f"Started {data['started']}, finished {data['finished']}. Run directory (prompts, answers, candidates, verdicts): "
                   f"`{Path(data['run_dir']).name}`; finish reasons seen: {', '.join(data['stop_reasons']) or '-'}",
+                  "", f"The server's own log: {data['server']['prompt_tokens_read']} prompt tokens read "
+                  f"({data['server']['read_tokens_per_s']} tokens/s), {data['server']['tokens_generated']} tokens "
+                  f"generated ({data['server']['generated_tokens_per_s']} tokens/s). The tables' token counts are "
+                  "the usage the server reported per call (its first, streamed answer carried none).",
                   "", "| task | outcome | stage | calls | tokens in | tokens out | wall s |",
                   "|---|---|---|---|---|---|---|"]
         for t in data["tasks"]:
             outcome = "pass" if t["passed"] else t["category"]
+            unreported = f" ({t['unreported_calls']} call(s) without usage)" if t["unreported_calls"] else ""
             lines.append(f"| {t['task']} | {outcome} | {t['stage'] or '-'} | {t['calls']} | {t['tokens_in']} | "
-                         f"{t['tokens_out']} | {t['wall_s']} |")
-        lines += ["", "Per stage (round categories in order; `format_error` rounds have no verdict):", "",
+                         f"{t['tokens_out']}{unreported} | {t['wall_s']} |")
+        lines += ["", "Per stage (the checker's verdict of each checked round, in order; rounds whose answer "
+                  "had no usable code block have no verdict):", "",
                   "| task | stage | outcome | rounds | round verdicts | calls | tokens in | tokens out | LLM s |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for s in data["stages"]:

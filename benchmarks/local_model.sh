@@ -10,10 +10,10 @@
 # server on a free port, run `pytest --falcon` on the tasks with --falcon-provider openai and budgets
 # sized for a slow model, stop the server (trap), write the report under benchmarks/results/.
 # Settings (environment): KF_STRATEGIES, KF_TASKS, KF_ROUNDS, KF_MAX_TOKENS, KF_LLM_TIMEOUT, KF_TASK_TIMEOUT,
-# KF_OUT, KF_MODEL_CACHE, KF_LLAMA_VENV, KF_WHEELHOUSE, KERNELBENCH_DIR, PYTHON (the project's python).
+# KF_RESUME (a run id under OUT/<strategy>/runs: finished tasks and accepted stages are reused), KF_OUT, KF_MODEL_CACHE, KF_LLAMA_VENV, KF_WHEELHOUSE, KERNELBENCH_DIR, PYTHON (the project's python).
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="${KF_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 PYTHON="${PYTHON:-/root/venv/bin/python}"
 CACHE="${KF_MODEL_CACHE:-$HOME/.cache/kernelfalcon-local-model}"
 VENV="${KF_LLAMA_VENV:-$HOME/llama-venv}"
@@ -76,7 +76,13 @@ start_server() {  # $1: port, $2: log file; sets SERVER_PID
   log "server not healthy after 300 s; see $2"; exit 1
 }
 
-stop_server() { if [[ -n "${SERVER_PID:-}" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi; }
+stop_server() {  # uvicorn waits for an in-flight request before it exits: give it 10 s, then kill it
+  [[ -n "${SERVER_PID:-}" ]] || return 0
+  kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 10); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 1; done
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
 
 run_strategy() {  # $1: strategy
   local dir="$OUT/$1" files=() task port
@@ -84,6 +90,7 @@ run_strategy() {  # $1: strategy
   for task in $TASKS; do files+=("$KB/$task.py"); done
   port="$(free_port)"
   start_server "$port" "$dir/server.log"
+  [[ -n "${KF_RESUME:-}" && -f "$dir/meta.json" ]] && cp "$dir/meta.json" "$dir/meta.first.json"
   write_meta "$1" "$dir/meta.json"
   log "strategy $1: ${#files[@]} tasks, rounds $ROUNDS, max tokens $MAX_TOKENS"
   (cd "$REPO" && PYTHONPATH="$REPO" OPENAI_API_KEY=EMPTY "$PYTHON" -m pytest -p no:cacheprovider -rN \
@@ -91,7 +98,7 @@ run_strategy() {  # $1: strategy
     --falcon-model "$MODEL_NAME" --falcon-strategy "$1" --falcon-workers 1 --falcon-max-rounds "$ROUNDS" \
     --falcon-max-output-tokens "$MAX_TOKENS" --falcon-llm-timeout "$LLM_TIMEOUT" \
     --falcon-timeout "$TASK_TIMEOUT" --falcon-device cpu \
-    --falcon-run-dir "$dir/runs" --falcon-report "$dir/report.json") 2>&1 | tee "$dir/pytest.log" || true
+    --falcon-run-dir "$dir/runs" --falcon-report "$dir/report.json" ${KF_RESUME:+--falcon-resume "$KF_RESUME"}) 2>&1 | tee "$dir/pytest.log" || true
   stop_server
   SERVER_PID=""
   "$PYTHON" - "$dir/meta.json" <<'EOF'
@@ -109,11 +116,14 @@ import json, sys, time
 json.dump({"strategy": "$1", "model_name": "$MODEL_NAME", "server_version": "$LLAMA_VERSION", "n_ctx": 8192,
            "gguf": "$(basename "$GGUF")", "sha256": "$GGUF_SHA256", "tasks": "$TASKS".split(),
            "workers": 1, "rounds": $ROUNDS, "max_tokens": $MAX_TOKENS, "llm_timeout": $LLM_TIMEOUT,
-           "task_timeout": $TASK_TIMEOUT, "command": "$COMMAND (KF_STRATEGIES='$STRATEGIES')",
+           "task_timeout": $TASK_TIMEOUT, "command": "$COMMAND (KF_STRATEGIES='$STRATEGIES' KF_ROUNDS=$ROUNDS KF_TASK_TIMEOUT=$TASK_TIMEOUT${KF_RESUME:+ KF_RESUME=$KF_RESUME})",
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, open(sys.argv[1], "w"), indent=1)
 EOF
 }
 
+for task in $TASKS; do
+  [[ -f "$KB/$task.py" ]] || { echo "local_model.sh: no task file $KB/$task.py (set KERNELBENCH_DIR)" >&2; exit 2; }
+done
 trap stop_server EXIT
 install_server
 fetch_model
