@@ -48,8 +48,9 @@ class OpenAIProvider:
     matching the Anthropic convention so one price table serves both.
 
     A server whose streams carry no usage (llama-cpp-python 0.3 ignores ``include_usage``)
-    answers that call with ``usage.reported`` False; this instance then stops streaming, since
-    its non-streamed answers do carry usage.
+    gives completions with ``usage.reported`` False (zero counts, not measured ones). Streaming is
+    kept anyway: ``timeout`` then bounds the wait for each piece (a slow local server's prompt
+    read, then each token), while a non-streamed call must finish its whole answer within it.
     """
 
     name = "openai"
@@ -104,14 +105,11 @@ class OpenAIProvider:
         import openai
 
         try:
-            if not params.get("stream"):
+            if not self.stream:
                 return _from_completion(self._client.chat.completions.create(**params))
             with self._client.chat.completions.create(**params) as chunks, \
                     watch_cancel(chunks.response, cancel):
-                reply = _collect(chunks, cancel)
-            if not reply.usage.reported:
-                self.stream = False  # the next calls ask for the whole answer, which carries usage
-            return reply
+                return _collect(chunks, cancel)
         except openai.OpenAIError as err:
             raise translate(err) from err
         except ValueError as err:  # bad JSON in the body or in a chunk
@@ -170,7 +168,8 @@ def translate(err: Exception) -> ProviderError:
     import openai
 
     if isinstance(err, openai.APITimeoutError):
-        return ProviderTimeout(f"openai: no response within the client timeout ({err})")
+        return ProviderTimeout(f"openai: no response within the client timeout ({err}); a slow server "
+                               "needs a longer one (--falcon-llm-timeout, or timeout=)")
     if isinstance(err, openai.APIConnectionError):
         return ConnectionFailed(f"openai: connection failed: {err}")
     if isinstance(err, openai.APIResponseValidationError):
