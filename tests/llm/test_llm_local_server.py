@@ -34,3 +34,14 @@ def test_a_stream_without_usage_is_marked_not_reported(fake_llm: FakeLLM) -> Non
     second = provider.complete([{"role": "user", "content": "again"}], max_tokens=512)
     assert second.usage.reported and second.usage.output_tokens == 300  # a server that does send usage
     assert all(r["body"]["stream"] is True for r in fake_llm.requests)  # streaming kept: per-piece timeouts
+
+
+def test_a_slow_stream_within_the_timeout_per_piece_succeeds(fake_llm: FakeLLM) -> None:
+    # The real server, after a stream without usage, was called non-streamed and timed out at 600 s
+    # (the recorded level1/21_Sigmoid direct call): streamed, the timeout bounds each piece instead.
+    assert recorded("direct_sigmoid_r1_timeout")["error"]["type"] == "ProviderTimeout"
+    text = recorded("direct_relu_r1")["response"]["text"]
+    fake_llm.queue(Step(text=text, stream_usage=False, chunks=6, event_delay_s=0.3))
+    provider = get_provider("openai", api_key="EMPTY", base_url=fake_llm.url + "/v1", model="qwen", timeout=1.0)
+    answer = provider.complete([{"role": "user", "content": "write ModelNew"}])
+    assert answer.text == text and answer.latency_s > 1.0  # longer than the timeout in all, never per piece
