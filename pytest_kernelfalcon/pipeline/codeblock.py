@@ -24,18 +24,9 @@ class CodeBlock:
     digest: str
 
 
-TRUNCATED = ("length", "max_tokens")  # stop reasons of an answer cut off at the output token limit
-
-
-def extract_code(text: str, required: tuple[str, ...] = (), stop_reason: str | None = None) -> CodeBlock:
-    """Return the answer's python block, parsed and holding the ``required`` top-level names.
-
-    Several python blocks are fine when exactly one of them defines every ``required`` name
-    (small models add a usage example); an answer without any fence is taken as code when it
-    parses and defines them. ``stop_reason`` is the provider's: an answer cut off at the token
-    limit inside its block is named as such, so the feedback asks for shorter code.
-    """
-    code = _pick_block(text, required, stop_reason)
+def extract_code(text: str, required: tuple[str, ...] = ()) -> CodeBlock:
+    """Return the answer's single python block, parsed and holding the ``required`` top-level names."""
+    code = _single_block(text)
     try:
         tree = ast.parse(code)
     except SyntaxError as err:
@@ -46,30 +37,16 @@ def extract_code(text: str, required: tuple[str, ...] = (), stop_reason: str | N
     return CodeBlock(code=code, digest=code_digest(code))
 
 
-def _pick_block(text: str, required: tuple[str, ...], stop_reason: str | None) -> str:
-    blocks = [m.group("body") for m in FENCE.finditer(text) if m.group("lang").lower() in PYTHON_TAGS]
+def _single_block(text: str) -> str:
+    blocks = [m for m in FENCE.finditer(text) if m.group("lang").lower() in PYTHON_TAGS]
     if not blocks:
-        blocks = [m.group("body") for m in FENCE.finditer(text) if not m.group("lang")]
-    if len(blocks) == 1:
-        return blocks[0]
+        untagged = [m for m in FENCE.finditer(text) if not m.group("lang")]
+        if len(untagged) == 1:
+            return untagged[0].group("body")
+        raise FormatError("the answer has no ```python fenced code block")
     if len(blocks) > 1:
-        defining = [b for b in blocks if required and _defines(b, required)]
-        if len(defining) == 1:
-            return defining[0]
         raise FormatError(f"the answer has {len(blocks)} ```python blocks; exactly one is wanted")
-    if stop_reason in TRUNCATED and "```" in text:
-        raise FormatError("the answer was cut off at the output token limit before its code block ended; "
-                          "write shorter code (no comments, no explanations, no example usage)")
-    if "```" not in text and required and _defines(text, required):
-        return text
-    raise FormatError("the answer has no ```python fenced code block")
-
-
-def _defines(code: str, required: tuple[str, ...]) -> bool:
-    try:
-        return set(required) <= top_level_names(ast.parse(code))
-    except SyntaxError:
-        return False
+    return blocks[0].group("body")
 
 
 def top_level_names(tree: ast.Module) -> set[str]:

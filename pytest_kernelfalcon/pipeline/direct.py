@@ -49,9 +49,9 @@ def direct_model(scope: TaskScope) -> DirectResult:
     tried: dict[str, tuple[str, str]] = {}
     for round_ in range(1, rounds + 1):
         scope.emit("round", stage="direct", subgraph="", worker=0, round=round_)
-        completion = conv.ask(round_, prompt, templates)
+        text = conv.ask(round_, prompt, templates).text
         try:
-            block = extract_code(completion.text, required=("ModelNew",), stop_reason=completion.stop_reason)
+            block = extract_code(text, required=("ModelNew",))
         except FormatError as err:
             last = (Category.FORMAT_ERROR.value, str(err))
             prompt = prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds)

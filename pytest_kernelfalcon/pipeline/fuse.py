@@ -55,9 +55,9 @@ def fuse_model(scope: TaskScope) -> FuseResult:
     rounds = scope.ctx.config.fuse_rounds
     for round_ in range(1, rounds + 1):
         scope.emit("round", stage="fuse", subgraph="", worker=0, round=round_)
-        completion = conv.ask(round_, prompt, templates)
+        text = conv.ask(round_, prompt, templates).text
         try:
-            block = extract_code(completion.text, required=("FusedModel",), stop_reason=completion.stop_reason)
+            block = extract_code(text, required=("FusedModel",))
         except FormatError as err:
             last = (Category.FORMAT_ERROR.value, str(err))
             prompt = scope.ctx.prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds)

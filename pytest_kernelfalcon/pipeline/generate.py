@@ -213,8 +213,8 @@ class _WorkerState:
                 raise Cancelled("another worker won")
             self.rounds = round_
             self.scope.emit("round", stage="generate", subgraph=self.spec.id, worker=self.worker, round=round_)
-            completion = self.conv.ask(round_, prompt, templates, cancel=self.race.cancel)
-            outcome = self.attempt(round_, completion.text, completion.stop_reason)
+            text = self.conv.ask(round_, prompt, templates, cancel=self.race.cancel).text
+            outcome = self.attempt(round_, text)
             if outcome is None:
                 return self.end("won")
             prompt, templates = outcome
@@ -231,13 +231,13 @@ class _WorkerState:
             example=self.scope.ctx.prompts.texts["triton_example"].strip(),
             spec_task=spec.task_path.read_text(encoding="utf-8"))
 
-    def attempt(self, round_: int, text: str, stop_reason: str | None = None) -> tuple[str, tuple[str, ...]] | None:
+    def attempt(self, round_: int, text: str) -> tuple[str, tuple[str, ...]] | None:
         """Check one answer; return None when it won, else the next prompt and its templates."""
         from pytest_kernelfalcon.llm.base import Cancelled
 
         rounds, prompts = self.scope.ctx.config.max_rounds, self.scope.ctx.prompts
         try:
-            block = extract_code(text, required=("ModelNew",), stop_reason=stop_reason)
+            block = extract_code(text, required=("ModelNew",))
         except FormatError as err:
             self.last = (Category.FORMAT_ERROR.value, str(err))
             return prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds), \
