@@ -111,6 +111,33 @@ def task_rows(run_dir: Path, tasks: list[str]) -> list[dict[str, Any]]:
 _PERF = re.compile(r"llama_perf_context_print:\s+(prompt eval|eval) time =\s+([\d.]+) ms /\s+(\d+) (?:tokens|runs)")
 
 
+def perf_entries(log: Path) -> list[tuple[int, int]]:
+    """(prompt tokens read, tokens generated) of each completion the server finished, in order."""
+    if not log.is_file():
+        return []
+    found = _PERF.findall(log.read_text(encoding="utf-8", errors="replace"))
+    reads = [int(n) for kind, _, n in found if kind == "prompt eval"]
+    gens = [int(n) for kind, _, n in found if kind == "eval"]
+    return list(zip(reads, gens, strict=False))
+
+
+def per_call(run_dir: Path, log: Path, since: str) -> list[dict[str, Any]]:
+    """The server log's counts matched in order to the answered calls of this server's session.
+
+    One server answers one call at a time, so its n-th finished completion is the n-th answered call
+    after ``since`` (when the script started that server).
+    """
+    import calendar
+    import time
+
+    start = calendar.timegm(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ"))
+    calls = [e for e in _events(run_dir) if e.get("type") == "llm_call" and e["t"] >= start]
+    return [{"task": e["task"], "stage": e["stage"] + (f"/{e['subgraph']}" if e.get("subgraph") else ""),
+             "round": e.get("round"), "prompt_tokens_read": read, "tokens_generated": gen,
+             "latency_s": e.get("latency_s")}
+            for e, (read, gen) in zip(calls, perf_entries(log), strict=False)]
+
+
 def server_counts(log: Path) -> dict[str, float]:
     """The server's own token counts and rates from its log (prompt tokens read, tokens generated).
 
@@ -158,7 +185,8 @@ def report(out: Path) -> int:
             "started": meta.get("started"), "finished": meta.get("finished") or "(stopped before the end)",
             "run_dir": str(run_dir), "tasks": task_rows(run_dir, meta["tasks"]), "stages": stage_rows(run_dir),
             "stop_reasons": sorted(set(_stop_reasons(run_dir).values())),
-            "server": server_counts(path.parent / "server.log")}
+            "server": server_counts(path.parent / "server.log"),
+            "per_call": per_call(run_dir, path.parent / "server.log", meta["started"])}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     (out / "README.md").write_text(markdown(summary), encoding="utf-8")
     return 0
@@ -203,6 +231,11 @@ def markdown(summary: dict[str, Any]) -> str:
             verdicts = ", ".join(str(c) for c in s["round_categories"]) or "-"
             lines.append(f"| {s['task']} | {stage} | {s['outcome']} | {s['rounds']} | {verdicts} | {s['calls']} | "
                          f"{s['tokens_in']} | {s['tokens_out']} | {s['llm_s']} |")
+        lines += ["", "Tokens per call, from the server's log (prompt tokens it read, i.e. not reused from its "
+                  f"cache; tokens generated), for the calls of this server session ({data['started']} on):", "",
+                  "| task | stage | round | prompt tokens read | tokens generated | latency s |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c['task']} | {c['stage']} | {c['round']} | {c['prompt_tokens_read']} | {c['tokens_generated']} | "
+                  f"{c['latency_s']} |" for c in data["per_call"]]
         lines += ["", "Failure details:", ""]
         lines += [f"- `{t['task']}`: {t['stage']}/{t['category']}: {t['detail']}" for t in data["tasks"]
                   if not t["passed"]]
