@@ -54,7 +54,7 @@ def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for event in _events(run_dir):
         stage = event.get("stage")
-        if not stage or "task" not in event:
+        if not stage or "task" not in event or event.get("type") in ("task_start", "task_end"):
             continue
         key = (event["task"], stage, event.get("subgraph") or "")
         row = rows.setdefault(key, {"task": key[0], "stage": stage, "subgraph": key[2], "outcome": "not finished",
