@@ -5,6 +5,7 @@ The trial records written here are what the parent compares candidates against.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from pytest_kernelfalcon.child.runtime import (
     short_error,
     torch_dtype,
 )
+from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
 from pytest_kernelfalcon.core.handoff import to_host
+from pytest_kernelfalcon.core.protocol import PlanFile, ReferenceCase, ReferenceJob, ReferenceResult
 
 
 def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[Any]]:
@@ -40,52 +43,72 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     return outputs, clones
 
 
-def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
-                    transform: tuple[float, ...], strong: bool = False) -> dict[str, Any]:
-    """Run the reference on one seed's inputs (on clones) and return the trial record."""
-    dtype = torch_dtype(job["dtype"])
-    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, (transform[0], transform[1]))
+def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int,
+                    transform: tuple[float, ...], strong: bool = False,
+                    kept: list[tuple[list[Any], list[Any]]] | None = None) -> dict[str, Any]:
+    """Run the reference on one seed's inputs (on clones) and return the trial record; ``kept``
+    receives the (inputs, outputs) still on the device, for the low-signal probes."""
+    dtype = torch_dtype(job.dtype)
+    inputs = draw_inputs(get_inputs, seed, job.device, dtype, (transform[0], transform[1]))
     outputs, clones = reference_forward(model, inputs, seed)
     host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
     host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
+    if kept is not None:
+        kept.append((inputs, outputs))
     return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
-            "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
+            "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
 
 
-def build_reference(task: Any, job: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """Construct ``Model`` with the seeded init inputs on the job's device and dtype."""
+def _inputs_after(inputs: list[Any], host_in: list[Any], clones: list[Any]) -> list[Any]:
+    """Per input, None when forward left it unchanged (compared where it lives), else its host copy after."""
     import torch
 
-    seed = job["construct_seed"]
+    def same(a: Any, b: Any) -> bool:
+        return not isinstance(b, torch.Tensor) or (a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()))
+
+    if all(same(a, b) for a, b in zip(inputs, clones, strict=False)):
+        return [None] * len(host_in)
+    return inputs_after(host_in, clones)
+
+
+def build_reference(task: Any, seed: int, device: str, dtype: str) -> tuple[Any, list[Any]]:
+    """Construct ``Model`` with the init inputs drawn from ``seed`` on ``device`` in ``dtype``."""
+    import torch
+
     torch.manual_seed(seed)
     init_inputs = list(task.get_init_inputs())
     torch.manual_seed(seed)
-    model = task.Model(*init_inputs).to(job["device"]).to(torch_dtype(job["dtype"]))
+    model = task.Model(*init_inputs).to(device).to(torch_dtype(dtype))
     return model, init_inputs
 
 
-def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCase:
     """Run the reference of one shape plan over every trial seed and return the case record."""
-    model, init_inputs = build_reference(task, job)
+    model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    plain, strong_tf = tuple(entry["transform"]), tuple(job["strong"])
-    trials = [reference_trial(model, task.get_inputs, job, s, plain) for s in job["seeds"]]
+    plain, strong_tf = entry.transform, job.strong
+    kept: list[tuple[list[Any], list[Any]]] = []
+    trials = [reference_trial(model, task.get_inputs, job, s, plain, kept=kept) for s in job.seeds]
+    probes = low_signal_probes(kept, tolerance_for(job.dtype))  # on the device, where the tensors are
+    del kept
     strong: list[dict[str, Any]] = []
-    plan = entry["plan"]
-    try:
-        strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
-    except Exception as exc:  # strengthened inputs outside the task's domain: skip them
-        plan = {**plan, "strong_error": short_error(exc)}
-    return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
-            "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)],
-            "state_dict": state,
-            "trials": trials, "strong_trials": strong}
+    plan = entry.plan
+    # the strengthened trials are used only for a low-signal task; with one plan that is known here
+    if probes or job.pick != "first_fit":
+        try:
+            strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job.strong_seeds]
+        except Exception as exc:  # strengthened inputs outside the task's domain: skip them
+            plan = {**plan, "strong_error": short_error(exc)}
+    return ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
+                         init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
+                         state_dict=state, probes=tuple(probes),
+                         trials=tuple(trials), strong_trials=tuple(strong))
 
 
-def over_budget(task: Any, job: dict[str, Any]) -> str | None:
+def over_budget(task: Any, job: ReferenceJob) -> str | None:
     """Return why a plan's inputs exceed the job's numel budget (measured on meta), or None."""
-    budget = job.get("budget_numel")
+    budget = job.budget_numel
     if budget is None:
         return None
     numel = input_numel(task.get_inputs)
@@ -94,31 +117,32 @@ def over_budget(task: Any, job: dict[str, Any]) -> str | None:
     return f"inputs over budget ({numel} > {budget} elements)" if numel > budget else None
 
 
-def _plan_case(jobdir: Path, k: int, job: dict[str, Any]) -> dict[str, Any] | str:
-    plan = job["plans"][k]
-    task = exec_file(jobdir / plan["file"], f"kf_task_{k}")
-    exempt = job.get("last_exempt", True) and k == len(job["plans"]) - 1
+def _plan_case(jobdir: Path, k: int, job: ReferenceJob) -> ReferenceCase | str:
+    plan = job.plans[k]
+    task = exec_file(jobdir / plan.file, f"kf_task_{k}")
+    exempt = job.last_exempt and k == len(job.plans) - 1
     reason = None if exempt else over_budget(task, job)
     return reason if reason else reference_case(task, plan, job)
 
 
-def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded."""
     pin_tf32_off()
-    cases: list[dict[str, Any]] = []
+    cases: list[ReferenceCase] = []
     discarded: list[dict[str, Any]] = []
-    for k, plan in enumerate(job["plans"]):
-        if job["pick"] == "first_fit" and cases:
+    for k, plan in enumerate(job.plans):
+        if job.pick == "first_fit" and cases:
             break
         try:
             case = _plan_case(jobdir, k, job)
         except Exception as exc:
             case = short_error(exc)
         if isinstance(case, str):
-            discarded.append({"plan": plan["plan"], "error": case})
+            discarded.append({"plan": plan.plan, "error": case})
         else:
             cases.append(case)
     if not cases:
         raise JobError("reference_error", "reference failed on every shape plan: "
                        + "; ".join(d["error"] for d in discarded))
-    return {"cases": cases, "discarded": discarded}
+    probes = tuple(p for case in cases for p in case.probes)
+    return ReferenceResult(tuple(replace(c, probes=()) for c in cases), tuple(discarded), probes).to_wire()
