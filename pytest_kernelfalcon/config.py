@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 SHAPES = ("auto", "official", "scaled", "fuzz")
 DTYPES = ("fp32", "bf16", "fp16")
 EXECUTORS = ("auto", "warm", "cold")
+STRATEGIES = ("staged", "direct")
 
 # (option name, ini/dest name, type, help); types: str, int, float, bool, path. Defaults: FalconConfig.
 OPTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -30,8 +31,15 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--falcon-provider", "falcon_provider", "str",
      "LLM provider: anthropic, openai, replay, scripted (auto: anthropic with a key, else replay)"),
     ("--falcon-model", "falcon_model", "str", "model name for the provider"),
+    ("--falcon-base-url", "falcon_base_url", "str",
+     "base URL of an OpenAI-compatible server for --falcon-provider openai (else OPENAI_BASE_URL)"),
+    ("--falcon-strategy", "falcon_strategy", "str",
+     "staged (fuse, extract, generate, compose) or direct (one stage: ModelNew for the whole task)"),
     ("--falcon-workers", "falcon_workers", "int", "parallel generation workers per subgraph"),
-    ("--falcon-max-rounds", "falcon_max_rounds", "int", "rounds per worker (error feedback)"),
+    ("--falcon-max-rounds", "falcon_max_rounds", "int", "rounds per worker (error feedback); also caps the fuse and compose rounds"),
+    ("--falcon-max-output-tokens", "falcon_max_output_tokens", "int", "output tokens per LLM call"),
+    ("--falcon-llm-timeout", "falcon_llm_timeout", "float",
+     "seconds one LLM request may take (the SDK's client timeout; not retried when it runs out)"),
     ("--falcon-budget-usd", "falcon_budget_usd", "float", "dollar budget per task"),
     ("--falcon-timeout", "falcon_timeout", "float", "wall-clock budget per task, seconds"),
     ("--falcon-prompts", "falcon_prompts", "path", "directory overriding the prompt templates"),
@@ -74,8 +82,12 @@ class FalconConfig:
     falcon_candidates: Path | None = None
     falcon_provider: str = "auto"
     falcon_model: str = DEFAULT_MODEL
+    falcon_base_url: str | None = None
+    falcon_strategy: str = "staged"
     falcon_workers: int = 4
     falcon_max_rounds: int = 4
+    falcon_max_output_tokens: int = 8192
+    falcon_llm_timeout: float = 600.0
     falcon_budget_usd: float | None = None
     falcon_timeout: float = 900.0
     falcon_prompts: Path | None = None
@@ -126,6 +138,7 @@ class FalconConfig:
 
     def _validate_choices(self) -> None:
         _choice("--falcon-provider", self.falcon_provider, PROVIDERS)
+        _choice("--falcon-strategy", self.falcon_strategy, STRATEGIES)
         _choice("--falcon-device", self.falcon_device, DEVICES)
         _choice("--falcon-shapes", self.falcon_shapes, SHAPES)
         _choice("--falcon-dtype", self.falcon_dtype, DTYPES)
@@ -140,11 +153,13 @@ class FalconConfig:
     def _validate_numbers(self) -> None:
         for name, value in (("--falcon-workers", self.falcon_workers),
                             ("--falcon-max-rounds", self.falcon_max_rounds),
-                            ("--falcon-seeds", self.falcon_seeds)):
+                            ("--falcon-seeds", self.falcon_seeds),
+                            ("--falcon-max-output-tokens", self.falcon_max_output_tokens)):
             if value < 1:
                 _usage(f"{name} must be at least 1, got {value}")
         for name, seconds in (("--falcon-timeout", self.falcon_timeout),
-                              ("--falcon-check-timeout", self.falcon_check_timeout)):
+                              ("--falcon-check-timeout", self.falcon_check_timeout),
+                              ("--falcon-llm-timeout", self.falcon_llm_timeout)):
             if not seconds > 0:
                 _usage(f"{name} must be a positive number of seconds, got {seconds:g}")
         if self.falcon_budget_usd is not None and not self.falcon_budget_usd > 0:
@@ -193,8 +208,14 @@ class FalconConfig:
         """The pipeline's own frozen settings, derived from these (``check``: the session's ``CheckOptions``)."""
         from pytest_kernelfalcon.pipeline.config import PipelineConfig
 
-        return PipelineConfig(workers=self.falcon_workers, max_rounds=self.falcon_max_rounds,
+        rounds = self.falcon_max_rounds
+        return PipelineConfig(workers=self.falcon_workers, max_rounds=rounds,
+                              fuse_rounds=min(PipelineConfig.fuse_rounds, rounds),
+                              compose_rounds=min(PipelineConfig.compose_rounds, rounds),
                               model=self.falcon_model, provider=self.resolved_provider(),
+                              strategy=self.falcon_strategy, base_url=self.falcon_base_url,
+                              max_output_tokens=self.falcon_max_output_tokens,
+                              llm_timeout_s=self.falcon_llm_timeout,
                               budget_usd=self.falcon_budget_usd, task_timeout_s=self.falcon_timeout,
                               check=check, prompts_dir=self.falcon_prompts, run_root=self.falcon_run_dir)
 

@@ -173,7 +173,12 @@ class FalconSession:
 
         if config.provider == "replay":
             return get_provider("replay", root=self.transcripts_dir)
-        return get_provider(config.provider, model=config.model)
+        if config.provider == "scripted":
+            return get_provider(config.provider, model=config.model)
+        options: dict[str, Any] = {"model": config.model, "timeout": config.llm_timeout_s}
+        if config.base_url:
+            options["base_url"] = config.base_url
+        return get_provider(config.provider, **options)
 
     def validate_provider(self) -> None:
         """Raise (``ProviderConfigError``, ``FileNotFoundError``) when the session's provider cannot work."""

@@ -127,6 +127,7 @@ class TokenUsage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reported: bool = True  # False: the service sent no usage (the counts are zero, not measured)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class OpenAIProvider:
     A local server that checks no key still needs one set: ``api_key="EMPTY"`` works.
     ``usage.input_tokens`` excludes cached prompt tokens (reported as ``cache_read_tokens``),
     matching the Anthropic convention so one price table serves both.
+
+    A server whose streams carry no usage (llama-cpp-python 0.3 ignores ``include_usage``)
+    gives completions with ``usage.reported`` False (zero counts, not measured ones). Streaming is
+    kept anyway: ``timeout`` then bounds the wait for each piece (a slow local server's prompt
+    read, then each token), while a non-streamed call must finish its whole answer within it.
     """
 
     name = "openai"
@@ -139,7 +144,7 @@ def _collect(chunks: Any, cancel: threading.Event | None) -> Reply:
 
 def _usage(usage: Any) -> TokenUsage:
     if usage is None:
-        return TokenUsage()
+        return TokenUsage(reported=False)
     details = getattr(usage, "prompt_tokens_details", None)
     cached = int(getattr(details, "cached_tokens", None) or 0)
     written = int(getattr(details, "cache_write_tokens", None) or 0)
@@ -163,7 +168,8 @@ def translate(err: Exception) -> ProviderError:
     import openai
 
     if isinstance(err, openai.APITimeoutError):
-        return ProviderTimeout(f"openai: no response within the client timeout ({err})")
+        return ProviderTimeout(f"openai: no response within the client timeout ({err}); a slow server "
+                               "needs a longer one (--falcon-llm-timeout, or timeout=)")
     if isinstance(err, openai.APIConnectionError):
         return ConnectionFailed(f"openai: connection failed: {err}")
     if isinstance(err, openai.APIResponseValidationError):

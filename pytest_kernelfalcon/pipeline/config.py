@@ -26,6 +26,9 @@ class PipelineConfig:
     compose_rounds: int = 2
     model: str = DEFAULT_MODEL
     provider: str = "replay"
+    strategy: str = "staged"  # staged: fuse -> extract -> generate -> compose; direct: ModelNew in one stage
+    base_url: str | None = None  # an OpenAI-compatible server (None: the provider's environment variable)
+    llm_timeout_s: float = 600.0  # one LLM request (the SDK's client timeout)
     budget_usd: float | None = None  # per task
     max_llm_calls: int | None = None  # per task
     max_tokens: int | None = None  # per task, input + output tokens

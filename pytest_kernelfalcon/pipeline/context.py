@@ -102,7 +102,8 @@ class TaskBudget:
         """Add one completion's tokens and cost; return the usage of that call."""
         u = completion.usage
         one = Usage(1, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                    completion.cost_usd if completion.cost_usd is not None else 0.0)
+                    completion.cost_usd if completion.cost_usd is not None else 0.0,
+                    0 if u.reported else 1)
         with self._lock:
             self._usage = self._usage + one
             self._sources.add(completion.source)

@@ -207,7 +207,7 @@ class _WorkerState:
         from pytest_kernelfalcon.llm.base import Cancelled
 
         prompt = self.first_prompt()
-        templates: tuple[str, ...] = ("generate",)
+        templates: tuple[str, ...] = ("generate", "triton_example")
         for round_ in range(1, self.scope.ctx.config.max_rounds + 1):
             if self.race.cancel.is_set():
                 raise Cancelled("another worker won")
@@ -228,6 +228,7 @@ class _WorkerState:
             init_args=data.get("init_args_py", "[]"), inputs=_describe(data.get("inputs", [])),
             outputs=_describe(data.get("outputs", [])), parameters=json.dumps(data.get("parameters", [])),
             count=spec.count, class_source=data.get("source", ""),
+            example=self.scope.ctx.prompts.texts["triton_example"].strip(),
             spec_task=spec.task_path.read_text(encoding="utf-8"))
 
     def attempt(self, round_: int, text: str) -> tuple[str, tuple[str, ...]] | None:
@@ -240,14 +241,14 @@ class _WorkerState:
         except FormatError as err:
             self.last = (Category.FORMAT_ERROR.value, str(err))
             return prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds), \
-                ("generate", "format_feedback")
+                ("generate", "triton_example", "format_feedback")
         first, earlier = self.race.claim(block.digest)
         if not first:
             self.scope.emit("duplicate", stage="generate", subgraph=self.spec.id, worker=self.worker,
                             round=round_, digest=block.digest[:16])
             note = "Its result: " + ": ".join(verdict_text(earlier)) if earlier is not None else ""
             return prompts.render("duplicate", detail=note, round=round_, max_rounds=rounds), \
-                ("generate", "duplicate")
+                ("generate", "triton_example", "duplicate")
         candidate = self.conv.path(round_, ".py")
         atomic_write_text(candidate, block.code)
         verdict = self.scope.ctx.checker.verify(self.spec.task_path, candidate, cancel=self.race.cancel)
@@ -264,7 +265,7 @@ class _WorkerState:
             raise Cancelled("another worker won")
         self.last = verdict_text(verdict)
         return prompts.render("feedback", category=self.last[0], detail=self.last[1], round=round_,
-                              max_rounds=rounds), ("generate", "feedback")
+                              max_rounds=rounds), ("generate", "triton_example", "feedback")
 
 
 def _describe(values: list[dict[str, Any]]) -> str:

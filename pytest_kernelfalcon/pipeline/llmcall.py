@@ -51,6 +51,7 @@ class Conversation:
         scope.emit("llm_call", stage=self.stage, subgraph=self.subgraph, worker=self.worker,
                    round=round_, source=completion.source, input_tokens=used.input_tokens,
                    output_tokens=used.output_tokens, cost_usd=used.cost_usd,
+                   usage_reported=completion.usage.reported, stop_reason=completion.stop_reason,
                    latency_s=round(completion.latency_s, 3))
         return completion
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-TEMPLATE_NAMES = ("system", "fuse", "generate", "compose", "feedback", "format_feedback", "duplicate")
+TEMPLATE_NAMES = ("system", "fuse", "generate", "compose", "feedback", "format_feedback", "duplicate",
+                  "direct", "triton_example")
 
 
 @dataclass(frozen=True)

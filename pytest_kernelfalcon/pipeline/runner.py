@@ -15,6 +15,7 @@ from pytest_kernelfalcon.pipeline.context import (
     TaskBudget,
     TaskScope,
 )
+from pytest_kernelfalcon.pipeline.direct import direct_model
 from pytest_kernelfalcon.pipeline.extract import ExtractRequest, extract_subgraphs
 from pytest_kernelfalcon.pipeline.fuse import fuse_model
 from pytest_kernelfalcon.pipeline.generate import generate_kernel
@@ -97,6 +98,8 @@ def _stage(scope: TaskScope, name: str, fn: Any, *args: Any, **fields: Any) -> A
 
 
 def _pipeline(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
+    if scope.ctx.config.strategy == "direct":
+        return _direct(scope, rounds)
     fused = _stage(scope, "fuse", fuse_model, scope)
     rounds.append(fused.rounds)
     if not fused.passed:
@@ -117,6 +120,17 @@ def _pipeline(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
                        seeds=verdict.seeds, shapes=verdict.shapes, low_signal=verdict.low_signal,
                        model_new=str(composed.model_new),
                        extra={"specs": [s.id for s in extracted.specs], "compose": composed.how})
+
+
+def _direct(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
+    result = _stage(scope, "direct", direct_model, scope)
+    rounds.append(result.rounds)
+    if not result.passed:
+        raise StageFailed("direct", str(result.category), result.detail)
+    verdict = result.verdict
+    return TaskOutcome(scope.task.id, scope.task.level, True, detail="direct", seeds=verdict.seeds,
+                       shapes=verdict.shapes, low_signal=verdict.low_signal, model_new=str(result.model_new),
+                       extra={"strategy": "direct"})
 
 
 def _generate(scope: TaskScope, spec: Any, rounds: list[int]) -> Kernel:

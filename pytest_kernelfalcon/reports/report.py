@@ -124,7 +124,8 @@ def aggregate(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
 
 def usage_totals(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
     """Return summed LLM calls, tokens and cost (known costs only; see ``cost_complete``)."""
-    fields = ("calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    fields = ("calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+              "unreported_calls")
     totals: dict[str, Any] = {f: sum(getattr(o.usage, f) for o in outcomes) for f in fields}
     totals["cost_usd"] = sum(o.usage.cost_usd or 0.0 for o in outcomes)
     totals["cost_complete"] = all(o.usage.cost_usd is not None for o in outcomes)
@@ -256,7 +257,9 @@ def _usage_row(name: str, agg: Mapping[str, Any]) -> tuple[Any, ...]:
         cost = "n/a"
     else:
         cost = f"{llm['cost_usd']:.4f}" + ("" if llm["cost_complete"] else " (partial)")
-    return (name, llm["calls"], llm["input_tokens"], llm["output_tokens"], cost, f"{agg['wall_s']:.1f}")
+    unreported = llm.get("unreported_calls", 0)
+    tokens_out = f"{llm['output_tokens']}" + (f" ({unreported} call(s) unreported)" if unreported else "")
+    return (name, llm["calls"], llm["input_tokens"], tokens_out, cost, f"{agg['wall_s']:.1f}")
 
 
 def speed_table(groups: Sequence[tuple[str, Mapping[str, Any]]], tablefmt: str) -> str:

@@ -30,6 +30,8 @@ class Step:
     event_delay_s: float = 0.0  # between streamed events
     text: str | None = None  # answer text for a success (default: echo the prompt)
     chunks: int = 3  # how many pieces a streamed answer comes in
+    stream_usage: bool = True  # False: a stream never carries usage (llama-cpp-python 0.3's server)
+    finish_reason: str = "stop"  # of an OpenAI answer ("length": cut off at max_tokens)
 
 
 class FakeLLM:
@@ -97,14 +99,15 @@ def anthropic_message(body: dict[str, Any], text: str) -> dict[str, Any]:
             "stop_sequence": None, "usage": USAGE}
 
 
-def openai_chunks(body: dict[str, Any], text: str, chunks: int) -> Iterator[dict[str, Any]]:
-    """Yield the chunks of a streamed chat completion, the usage chunk last."""
+def openai_chunks(body: dict[str, Any], text: str, chunks: int, step: Step | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the chunks of a streamed chat completion, the usage chunk last (unless ``step`` leaves it out)."""
+    step = step or Step()
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
     for i, piece in enumerate(_pieces(text, chunks)):
         delta = {"content": piece, **({"role": "assistant"} if i == 0 else {})}
         yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    if (body.get("stream_options") or {}).get("include_usage"):
+    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": step.finish_reason}]}
+    if (body.get("stream_options") or {}).get("include_usage") and step.stream_usage:
         yield {**base, "choices": [], "usage": openai_usage()}
 
 
@@ -114,10 +117,10 @@ def openai_usage() -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": 1000}}
 
 
-def openai_completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+def openai_completion(body: dict[str, Any], text: str, finish_reason: str = "stop") -> dict[str, Any]:
     """Return a non-streamed chat completion."""
     return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
                          "message": {"role": "assistant", "content": text}}],
             "usage": openai_usage()}
 
@@ -161,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._stream(fake, step, body, text, chat)
         else:
-            reply = openai_completion(body, text) if chat else anthropic_message(body, text)
+            reply = openai_completion(body, text, step.finish_reason) if chat else anthropic_message(body, text)
             self._send(200, json.dumps(reply).encode(), step.headers)
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
@@ -178,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.end_headers()
         if chat:
-            frames = [f"data: {json.dumps(c)}\n\n" for c in openai_chunks(body, text, step.chunks)]
+            frames = [f"data: {json.dumps(c)}\n\n" for c in openai_chunks(body, text, step.chunks, step)]
             frames.append("data: [DONE]\n\n")
         else:
             frames = [f"event: {name}\ndata: {json.dumps(data)}\n\n"

@@ -176,3 +176,10 @@ def test_summary_tables_show_rates_failures_and_speed() -> None:
     assert "fast_1.5" in text and "geomean" in text
     untimed = summary_tables(report_of([outcome("level1/a", True)]))
     assert "fast_1.5" not in untimed and "100.0%" in untimed
+
+
+def test_calls_without_usage_are_counted_and_shown() -> None:
+    report = report_of([outcome("level1/2_silent", False, usage=Usage(2, 0, 40, unreported_calls=1))])
+    assert report["total"]["llm"]["unreported_calls"] == 1
+    assert "40 (1 call(s) unreported)" in summary_tables(report)
+    assert (Usage(1, unreported_calls=1) + Usage(1)).unreported_calls == 1

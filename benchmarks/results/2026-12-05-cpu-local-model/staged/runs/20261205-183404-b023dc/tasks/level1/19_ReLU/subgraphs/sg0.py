@@ -1,0 +1,69 @@
+import torch
+import torch.nn as nn
+
+import torch
+
+import torch.nn as nn
+
+import torch
+
+import torch.nn as nn
+
+class ReLUSubgraph(nn.Module):
+    """
+    Subgraph that applies a ReLU activation to its input tensor.
+    """
+    def __init__(self):
+        super(ReLUSubgraph, self).__init__()
+    
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Applies ReLU activation to the input tensor.
+
+        Args:
+            x (torch.Tensor): Input tensor of any shape.
+
+        Returns:
+            torch.Tensor: Output tensor with ReLU applied, same shape as input.
+        """
+        return torch.relu(x)
+
+class FusedModel(nn.Module):
+    """
+    Model that performs a ReLU activation using a subgraph.
+    """
+    def __init__(self):
+        super(FusedModel, self).__init__()
+        self.relu_subgraph = ReLUSubgraph()
+    
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Applies ReLU activation to the input tensor.
+
+        Args:
+            x (torch.Tensor): Input tensor of any shape.
+
+        Returns:
+            torch.Tensor: Output tensor with ReLU applied, same shape as input.
+        """
+        return self.relu_subgraph(x)
+
+batch_size = 4096
+
+dim = 393216
+
+
+
+# --- subgraph sg0: ReLUSubgraph, recorded from a forward of FusedModel ---
+Model = ReLUSubgraph
+
+size_4096 = 4096
+size_393216 = 393216
+
+
+def get_inputs():
+    return [torch.randn((size_4096, size_393216))]
+
+
+def get_init_inputs():
+    return []
