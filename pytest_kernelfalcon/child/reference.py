@@ -41,15 +41,43 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
 
 
 def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
-                    transform: tuple[float, ...], strong: bool = False) -> dict[str, Any]:
+                    transform: tuple[Any, ...], strong: bool = False, values: str = "task") -> dict[str, Any]:
     """Run the reference on one seed's inputs (on clones) and return the trial record."""
     dtype = torch_dtype(job["dtype"])
-    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, (transform[0], transform[1]))
+    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, transform)
     outputs, clones = reference_forward(model, inputs, seed)
     host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
     host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
-    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
+    return {"seed": seed, "strong": strong, "values": values, "inputs": host_in, "outputs": host_out,
             "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
+
+
+def entry_trials(entry: dict[str, Any], job: dict[str, Any]) -> list[tuple[int, tuple[Any, ...], str]]:
+    """(seed, transform, value distribution) per trial of a plan: its own ``trials``, else the job's seeds."""
+    if "trials" in entry:
+        return [(int(t["seed"]), tuple(t["transform"]), str(t.get("values", "task"))) for t in entry["trials"]]
+    return [(seed, tuple(entry["transform"]), "task") for seed in job["seeds"]]
+
+
+def plain_trials(model: Any, get_inputs: Any, entry: dict[str, Any],
+                 job: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run a plan's trials: (records, dropped value draws).
+
+    A trial at drawn values (not the task's own) that the reference cannot run or that makes
+    the reference non-finite is dropped and reported, never judged; at the task's values it fails the plan.
+    """
+    trials: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    for seed, transform, values in entry_trials(entry, job):
+        try:
+            trials.append(reference_trial(model, get_inputs, job, seed, transform, values=values))
+        except Exception as exc:
+            if values == "task":
+                raise
+            dropped.append({"seed": seed, "values": values, "error": short_error(exc)})
+    if not trials:
+        raise JobError("reference_error", "every value draw was dropped: " + "; ".join(d["error"] for d in dropped))
+    return trials, dropped
 
 
 def build_reference(task: Any, job: dict[str, Any]) -> tuple[Any, list[Any]]:
@@ -69,18 +97,19 @@ def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dic
     model, init_inputs = build_reference(task, job)
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    plain, strong_tf = tuple(entry["transform"]), tuple(job["strong"])
-    trials = [reference_trial(model, task.get_inputs, job, s, plain) for s in job["seeds"]]
+    strong_tf = tuple(job["strong"])
+    trials, dropped = plain_trials(model, task.get_inputs, entry, job)
     strong: list[dict[str, Any]] = []
     plan = entry["plan"]
     try:
-        strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
+        if entry.get("strong", True):
+            strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan = {**plan, "strong_error": short_error(exc)}
     return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
             "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)],
             "state_dict": state,
-            "trials": trials, "strong_trials": strong}
+            "trials": trials, "strong_trials": strong, "dropped": dropped}
 
 
 def over_budget(task: Any, job: dict[str, Any]) -> str | None:
@@ -103,13 +132,19 @@ def _plan_case(jobdir: Path, k: int, job: dict[str, Any]) -> dict[str, Any] | st
 
 
 def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded."""
+    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded.
+
+    Under ``each``, plans sharing a ``group`` are alternatives: the first that runs is kept.
+    """
     pin_tf32_off()
     cases: list[dict[str, Any]] = []
     discarded: list[dict[str, Any]] = []
+    filled: set[Any] = set()  # groups (``each``) that have a case: their later alternatives are skipped
     for k, plan in enumerate(job["plans"]):
         if job["pick"] == "first_fit" and cases:
             break
+        if plan.get("group") is not None and plan["group"] in filled:
+            continue
         try:
             case = _plan_case(jobdir, k, job)
         except Exception as exc:
@@ -118,6 +153,7 @@ def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
             discarded.append({"plan": plan["plan"], "error": case})
         else:
             cases.append(case)
+            filled.add(plan.get("group"))
     if not cases:
         raise JobError("reference_error", "reference failed on every shape plan: "
                        + "; ".join(d["error"] for d in discarded))

@@ -32,6 +32,7 @@ from pytest_kernelfalcon.child.candidate import (
     audited_cases,
     candidate_forward,
     end_trial,
+    reuse_storage,
     reused_outputs,
 )
 from pytest_kernelfalcon.child.reference import build_reference
@@ -75,16 +76,18 @@ def load_cases(jobdir: Path, job: dict[str, Any]) -> list[tuple[Any, dict[str, A
         del model
         sys.modules.pop(name, None)
         loaded.append((task.get_inputs, {"construct_seed": case["construct_seed"], "init_inputs": init_inputs,
-                                         "state_dict": state}))
+                                         "state_dict": state, "constants": case.get("constants")}))
     return loaded
 
 
 def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
-              kept: list[Any], fds: tuple[int, int]) -> None:
-    """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned."""
+              kept: list[Any], fds: tuple[int, int], previous: list[Any] | None = None) -> list[Any]:
+    """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned; returns the inputs."""
     rfd, wfd = fds
     inputs = draw_inputs(get_inputs, trial["seed"], job["device"], torch_dtype(job["dtype"]),
                          tuple(trial["transform"]))
+    if trial.get("reuse_storage"):
+        inputs = reuse_storage(previous, inputs)
     handoff.send(wfd, {"type": "inputs", "seed": trial["seed"], "inputs": [handoff.describe(x) for x in inputs]})
     _expect_ack(rfd)
     outputs = candidate_forward(model, inputs, trial["seed"], audit)
@@ -95,6 +98,7 @@ def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str,
     _expect_ack(rfd)
     end_trial(outputs, trial["seed"], job, audit, kept,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
+    return inputs
 
 
 def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
@@ -105,8 +109,16 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
     cases = [(built, case["trials"]) for (_, built), case in zip(loaded, job["cases"], strict=True)]
-    body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
-        model, loaded[index][0], trial, job, audit, kept, fds))
+    previous: dict[int, list[Any]] = {}  # per case: the last trial's inputs (address-reuse trials write into them)
+
+    def trial(model: Any, index: int, trial: dict[str, Any], audit: RunAudit, kept: list[Any]) -> None:
+        inputs = run_trial(model, loaded[index][0], trial, job, audit, kept, fds, previous.pop(index, None))
+        trials = cases[index][1]
+        at = next(k for k, t in enumerate(trials) if t is trial)
+        if at + 1 < len(trials) and trials[at + 1].get("reuse_storage"):  # official inputs are large: keep
+            previous[index] = inputs  # only an address-reuse trial's predecessor alive
+
+    body = audited_cases(jobdir, job, cases, trial)
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
                           "error": body["error"]})
 

@@ -387,7 +387,30 @@ def shapes_of(values: Sequence[Any]) -> list[Any]:
     return [list(v.shape) if hasattr(v, "shape") else v for v in values]
 
 
-def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any]) -> str:
-    """Where a trial's failure happened: seed, strengthened or not, sizes, input shapes (both data paths)."""
+def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any], values: str = "task",
+                  reuse: bool = False) -> str:
+    """Where a trial's failure happened: seed, strengthened or not, value draw, address reuse, sizes, input shapes."""
     more = ", strengthened inputs" if strong else ""
-    return f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes_of(inputs)}"
+    if values != "task":
+        more += f", values {values}"
+    if reuse:
+        more += ", inputs written into the previous trial's input storage (address reuse)"
+    role = f" ({plan['role']} plan)" if plan.get("role") not in (None, "task") else ""
+    return (f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}{role}, "
+            f"input shapes {shapes_of(inputs)}")
+
+
+def value_draw_tolerance(tol: Tolerance, ref: Sequence[Any]) -> Tolerance:
+    """The tolerance on drawn values: atol scaled by the reference's largest magnitude (at least 1).
+
+    Large inputs give large outputs whose rounding error grows with them (a correct matmul at
+    1000x has absolute errors ~1); NaN/inf still never pass.
+    """
+    import math
+
+    largest = max((float(r.detach().abs().max()) for r in ref
+                   if _is_tensor(r) and r.numel() and r.is_floating_point()), default=1.0)
+    scale = max(1.0, largest)
+    if scale == 1.0 or not math.isfinite(scale):
+        return tol
+    return Tolerance(policy=f"{tol.policy}, atol x{scale:.3g} (value draw)", atol=tol.atol * scale, rtol=tol.rtol)
