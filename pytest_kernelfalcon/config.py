@@ -116,8 +116,9 @@ class FalconConfig:
         self._validate_choices()
         self._validate_numbers()
         self._validate_paths()
-        if self.falcon_data_path == "resident" and self.shapes not in ("official", "default"):
-            _usage("--falcon-data-path resident checks official shapes only (use --falcon-shapes official or default)")
+        if self.falcon_data_path == "resident" and not resident_fits(self.shapes, self.device):
+            _usage("--falcon-data-path resident checks official shapes only (--falcon-shapes official, "
+                   "or default on cuda)")
         if self.falcon_bench and self.device == "cpu":
             _usage("--falcon-bench times kernels on a GPU; no CUDA device is available here")
 
@@ -192,6 +193,11 @@ class FalconConfig:
                               model=self.falcon_model, provider=self.resolved_provider(),
                               budget_usd=self.falcon_budget_usd, task_timeout_s=self.falcon_timeout,
                               check=check, prompts_dir=self.falcon_prompts, run_root=self.falcon_run_dir)
+
+
+def resident_fits(shapes: str, device: str) -> bool:
+    """Whether the resident data path can serve a profile: its task plan is official (default: on cuda)."""
+    return shapes == "official" or (shapes == "default" and device == "cuda")
 
 
 def default_of(dest: str) -> Any:

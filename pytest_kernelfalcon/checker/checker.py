@@ -80,6 +80,8 @@ class Checker:
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
         self._fuzz_seed = secrets.randbelow(2**31)
         self.resident = self.options.data_path == "resident"
+        if self.resident and self.options.shapes == "default" and self.device != "cuda":
+            raise ValueError("the resident data path checks official shapes only (default: on cuda)")
         official_cuda = self.device == "cuda" and self.options.shapes in ("official", "default")
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
 

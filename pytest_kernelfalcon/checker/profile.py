@@ -22,19 +22,35 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_kernelfalcon.checker.options import Reference
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 if TYPE_CHECKING:
-    from pytest_kernelfalcon.checker.checker import Checker
     from pytest_kernelfalcon.core.shapes import ShapePlan
 
 PROFILE = "default"
 PROFILE_GPU_BUDGET = 1 << 20  # the GPU's drawn plans start from sizes this small (cost bound: issue 16)
 EXTRA_BUDGET_FACTOR = 4  # a drawn plan's inputs may reach this many times the budget
 SIZE_GROUP, GROW_GROUP = "sizes", "grow"
+
+
+class Checker(Protocol):
+    """What the profile needs of ``checker.Checker`` (kept apart: the checker imports this module)."""
+
+    device: str
+    resident: bool
+
+    @property
+    def base_seed(self) -> int: ...
+
+    def budget(self) -> int: ...
+
+    def trial_seeds(self) -> list[int]: ...
+
+    def reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
+                      cancel: threading.Event | None, **more: Any) -> Reference | Verdict: ...
 
 
 def value_trials(base_seed: int) -> list[dict[str, Any]]:
@@ -67,7 +83,9 @@ def default_reference(checker: Checker, source: str, cancel: threading.Event | N
         base = checker.reference_job(source, shapes.scaled_plans(source), "first_fit", checker.budget(), cancel,
                                      extra=own)
     else:
-        base = checker.reference_job(source, [shapes.official_plan()], "first_fit", None, cancel, extra=own)
+        mode = "resident_reference" if checker.resident else "reference"
+        base = checker.reference_job(source, [shapes.official_plan()], "first_fit", None, cancel, extra=own,
+                                     mode=mode)
     if not isinstance(base, Reference):
         return base
     start = base.cases[0]["plan_obj"]
@@ -111,7 +129,7 @@ def with_extras(base: Reference, more: Reference | None) -> Reference:
     second candidate job through files.
     """
     base = mark_address_reuse(base)
-    if more is None:
+    if more is None or more.resident:  # a drawn plan as large as the resident threshold: not a draw to keep
         return base
     discarded = base.discarded + more.discarded
     if base.resident:

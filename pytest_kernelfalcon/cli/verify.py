@@ -94,7 +94,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     shapes = "default" if args.shapes == "auto" else args.shapes
     if args.seeds < 1 or args.timeout <= 0:
         raise _UsageError("--seeds must be >= 1 and --timeout > 0")
-    if args.data_path == "resident" and shapes not in ("official", "default"):
+    if args.data_path == "resident" and not (shapes == "official" or (shapes == "default" and device == "cuda")):
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,
