@@ -103,7 +103,8 @@ def files_facts(reference: Reference, report: dict[str, Any], tol: Tolerance) ->
     for plan, trial, got in _pairs(reference, report):
         drawn = trial.get("values", "task") != "task"
         found = trial_facts(trial["outputs"], got["outputs"],
-                            value_draw_tolerance(tol, trial["outputs"]) if drawn else tol, bool(trial.get("strong")))
+                            value_draw_tolerance(tol, trial["outputs"], trial.get("ref_error")) if drawn else tol,
+                            bool(trial.get("strong")))
         found.update(seed=trial["seed"], context=_context(trial, plan), aliases=list(got["aliases"]),
                      ref_aliases=list(trial["aliases"]), reused=list(got.get("reused") or []),
                      mutated=[x is not None for x in got["inputs_after"]],

@@ -400,14 +400,25 @@ def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequenc
             f"input shapes {shapes_of(inputs)}")
 
 
-def value_draw_tolerance(tol: Tolerance, ref: Sequence[Any]) -> Tolerance:
-    """The tolerance on drawn values: atol scaled by the reference's largest magnitude (at least 1).
+REF_ERROR_FACTOR = 10.0  # a candidate may round up to this many times worse than the reference itself
 
-    Large inputs give large outputs whose rounding error grows with them (a correct matmul at
-    1000x has absolute errors ~1); NaN/inf still never pass.
+
+def value_draw_tolerance(tol: Tolerance, ref: Sequence[Any], ref_error: Sequence[float] | None = None) -> Tolerance:
+    """The tolerance on drawn values (large, mixed scales: ill-conditioned where the task's are not).
+
+    With ``ref_error`` (per output, max |reference - float64 reference|, measured by the reference
+    job): atol + ``REF_ERROR_FACTOR`` x the reference's own largest rounding error. Without it: atol
+    scaled by the reference's largest magnitude (at least 1). NaN/inf never pass either way.
     """
     import math
 
+    if ref_error is not None:
+        worst = max((e for e in ref_error if math.isfinite(e)), default=0.0)
+        if worst <= 0.0:
+            return tol
+        atol = tol.atol + REF_ERROR_FACTOR * worst
+        return Tolerance(policy=f"{tol.policy}, atol {atol:.3g} (value draw: {REF_ERROR_FACTOR:g}x the "
+                                f"reference's own float64 error)", atol=atol, rtol=tol.rtol)
     largest = max((float(r.detach().abs().max()) for r in ref
                    if _is_tensor(r) and r.numel() and r.is_floating_point()), default=1.0)
     scale = max(1.0, largest)
