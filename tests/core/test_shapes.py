@@ -213,3 +213,4 @@ def test_profile_value_transforms_negative_and_mixed() -> None:
     assert float(ratio.max()) > 100 and float(ratio.min()) < 0.01
     with pytest.raises(ValueError, match="unknown value transform"):
         apply_transform(x, [1.0, 0.0, "gaussian"])
+
