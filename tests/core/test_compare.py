@@ -123,7 +123,11 @@ def test_numbers_match_zero_dim_tensors_but_not_other_types() -> None:
 def test_value_draw_tolerance_follows_the_reference_float64_error() -> None:
     import torch
 
-    from pytest_kernelfalcon.core.compare import REF_ERROR_FACTOR, tolerance_for, value_draw_tolerance
+    from pytest_kernelfalcon.core.compare import (
+        REF_ERROR_FACTOR,
+        tolerance_for,
+        value_draw_tolerance,
+    )
 
     tol = tolerance_for("fp32")
     ref = [torch.full((4,), 3e4)]
