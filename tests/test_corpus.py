@@ -35,6 +35,7 @@ from pytest_kernelfalcon.core.verdict import Category
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SCALED_TIMEOUT_S = 60.0
 OFFICIAL_TIMEOUT_S = 180.0
+PROFILE_TIMEOUT_S = 180.0  # default profile: official sizes on the GPU plus the drawn plans
 MIN_TASKS = 8
 MIN_OWN_TASKS = 3
 
@@ -166,7 +167,10 @@ def timeout_for(entry: Entry) -> float:
     """Return the checker timeout for an entry (its own, else by shape plan)."""
     if entry.timeout_s is not None:
         return float(entry.timeout_s)
-    return OFFICIAL_TIMEOUT_S if corpus_shapes() == "official" else SCALED_TIMEOUT_S
+    shapes = corpus_shapes()
+    if shapes == "default":  # the task's plan and the drawn ones: more trials in one child
+        return PROFILE_TIMEOUT_S
+    return OFFICIAL_TIMEOUT_S if shapes == "official" else SCALED_TIMEOUT_S
 
 
 @pytest.mark.parametrize("entry", _params())

@@ -167,9 +167,13 @@ def candidate_forward(model: Any, inputs: list[Any], seed: int, audit: RunAudit)
         raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
 
 
-def reused_outputs(outputs: list[Any], kept: list[Any]) -> list[int]:
-    """Return the outputs whose storage is an earlier trial's output (kept alive in ``kept``)."""
-    earlier = {storage_ptr(o) for o in kept} - {None}
+def reused_outputs(outputs: list[Any], kept: list[Any], inputs: list[Any] | None = None) -> list[int]:
+    """Return the outputs whose storage is an earlier trial's output (kept alive in ``kept``).
+
+    Storage that is one of this trial's inputs is left to the aliasing rules (an address-reuse
+    trial's inputs are the tensors an in-place forward returned the trial before).
+    """
+    earlier = {storage_ptr(o) for o in kept} - {None} - {storage_ptr(x) for x in inputs or ()}
     return [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]
 
 
@@ -199,6 +203,6 @@ def _candidate_trial(model: Any, trial: dict[str, Any], job: dict[str, Any], aud
     except UncarriableValue as exc:
         raise JobError("runtime_error", f"forward returned a value the checker cannot compare: {exc}") from exc
     record = {"seed": trial["seed"], "outputs": host, "aliases": aliases(outputs, inputs),
-              "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused_outputs(outputs, kept)}
+              "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused_outputs(outputs, kept, inputs)}
     end_trial(outputs, trial["seed"], job, audit, kept)
     return record

@@ -94,7 +94,7 @@ def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str,
     audit.check_side_stream(outputs)
     handoff.send(wfd, {"type": "outputs", "seed": trial["seed"], "outputs": [handoff.describe(o) for o in outputs],
                        "inputs": [handoff.describe(x) for x in inputs], "aliases": aliases(outputs, inputs),
-                       "reused": reused_outputs(outputs, kept)})
+                       "reused": reused_outputs(outputs, kept, inputs)})
     _expect_ack(rfd)
     end_trial(outputs, trial["seed"], job, audit, kept,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
