@@ -327,19 +327,22 @@ def profile_size_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePla
 
 
 def grow_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePlan]:
-    """Alternatives that take one constant past the task's own value (odd), the others at ``base``.
+    """Alternatives that take one constant past the task's own value (odd), the others small.
 
-    The constants the base plan shrank least come first (the cheapest to grow); the child's
-    memory budget discards those that do not fit.
+    The constants the base plan shrank least come first (the cheapest to grow); each is tried
+    with the others at the smallest scaled plan (cheap in the CPU interpreter too), then at
+    ``base``. The child's memory budget discards those that do not fit.
     """
     start, names = _profile_start(source, base)
     official = size_constants(source)
     order = sorted(names, key=lambda name: (official[name] / max(start[name], 1), name))
+    smallest = _halvings({k: official[k] for k in names})[-1].overrides if names else {}
     found = []
-    for k, name in enumerate(order[:PROFILE_ALTERNATIVES]):
+    for k, name in enumerate(order[:PROFILE_ALTERNATIVES - 1]):
         grown = int(_draw_unique(_grown(official[name]), 1, seed + k)[0])
-        found.append(ShapePlan("profile", {**base.overrides, name: grown}))
-    return found
+        for others in (smallest, base.overrides):
+            found.append(ShapePlan("profile", {**base.overrides, **others, name: grown}))
+    return list(dict.fromkeys(found))[:PROFILE_ALTERNATIVES]
 
 
 def _profile_start(source: str, base: ShapePlan) -> tuple[dict[str, int], list[str]]:

@@ -194,7 +194,8 @@ def test_grow_plans_take_one_constant_past_the_task_own_value() -> None:
     for plan in plans:
         grown = [k for k, v in plan.overrides.items() if v > official[k]]
         assert len(grown) == 1 and plan.overrides[grown[0]] % 2 == 1
-        assert all(plan.overrides[k] == base.overrides[k] for k in base.overrides if k != grown[0])
+        others = {k: v for k, v in plan.overrides.items() if k != grown[0]}
+        assert all(v <= base.overrides[k] for k, v in others.items()), plan
 
 
 def test_profile_value_transforms_negative_and_mixed() -> None:
