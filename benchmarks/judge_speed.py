@@ -4,8 +4,14 @@ Issue #17. The same correct Triton candidates (``benchmarks/candidates/<level>/<
 for real KernelBench problems read from ``$KERNELBENCH_DIR``) are judged two ways:
 
 - **verify**: ``kernelfalcon verify TASK CAND --json`` as a one-shot subprocess, timed end to
-  end; the phase split (reference, candidate, compare) comes from the verdict's ``timings``,
-  the rest of the wall time is ``other`` (process start, imports, job files, hand-over).
+  end. Phases: ``start`` (spawn to the CLI's ``main``), then from the verdict's ``timings``:
+  ``reference`` (run, or read from the reference cache: marked ``ref cached``), ``inputs``
+  (the candidate's job written), ``candidate`` (its child process), ``handover`` (its result
+  loaded; with a pre-started executor also any wait for the worker), ``compare``; ``other`` is
+  the rest (the parent's own imports, the audit, exit). Every verify of a part shares one
+  ``--reference-cache`` directory, new and empty at the start of the part
+  (``--reference-cache fresh``; ``off`` or a directory instead): a task's first verify runs
+  its reference, later ones read it. ``--verify-args`` adds arguments (``--executor cold``).
 - **plain**: ``benchmarks/plain_check.py``, one fresh Python process per candidate, as
   KernelBench's own eval: seeded ``Model`` / ``ModelNew`` (state copied), 5 trials of
   ``get_inputs()`` on the device, ``torch.allclose``. Split into start (process start and
@@ -17,21 +23,25 @@ Parts (``--parts``, all by default, run in this order):
 
 - ``alone`` (``--parallel 1``): each candidate, one process at a time, verify then plain
   (``--repeat`` times; odd repeats run plain first).
-- ``second``: the same candidate verified again right after its first verify, to show
-  whether a one-shot verify reuses a reference (each call is a new process; a cache would
-  have to live on disk). With ``alone`` selected the second verify follows the alone verify
-  directly, on the first ``--second-tasks`` tasks.
-- ``parallel4``: the whole set, 4 subprocesses at once (``--parallel N``), verify set then
-  plain set; wall time of each set and their ratio.
+- ``second``: the same candidate verified again right after its first verify, in a new
+  process: the cost of a second candidate of a task (its reference read from the cache).
+  With ``alone`` selected the second verify follows the alone verify directly, on the first
+  ``--second-tasks`` tasks (0, the default: all).
 - ``plugin``: ``pytest --falcon TMP/tasks --falcon-candidates TMP/candidates``, folders of
   links to the chosen task files and their candidates, each task twice (``<stem>__again``:
   the cost of one more candidate of a task already judged in the session; ``--no-plugin-again``
   for once); total wall time and per-item time (JUnit XML).
+- ``parallel4`` (last: the longest): the whole set, 4 subprocesses at once (``--parallel N``):
+  the plain set, first candidates (empty cache), then the same again (second candidates,
+  cache filled); wall time of each set and the ratios.
 
 Every subprocess has a timeout (``--timeout``; a timed-out run is recorded, not fatal), the
 whole run a budget (``--budget``: a part or measurement that would start after it, or that
 the times seen so far say would end after it, is recorded as skipped). The JSON (``--json``)
-is rewritten after each measurement; progress lines go to stderr; the tables to stdout.
+is rewritten after each measurement; progress lines go to stderr; the tables to stdout, ending
+with the issue's targets (first and second candidate against plain, the plugin's extra
+candidate, N at once). SIGTERM or SIGINT (an outer ``timeout``) kills the running subprocess
+groups, writes the JSON and prints the tables of what was measured.
 
     PYTHONPATH=$PWD python benchmarks/judge_speed.py [--device cuda|cpu] [--shapes official|scaled]
         [--tasks SUBSTR ...] [--parts alone,second,parallel4,plugin] [--repeat 1] [--trials 5]
@@ -63,6 +73,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -72,14 +83,14 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = REPO / "benchmarks" / "candidates"
 PLAIN_CHECK = REPO / "benchmarks" / "plain_check.py"
-PARTS = ("alone", "second", "parallel4", "plugin")
+PARTS = ("alone", "second", "plugin", "parallel4")
 DEFAULT_TASKS = (
     "level1/88_MinGPTNewGelu",
     "level1/12_Matmul_with_diagonal_matrices_",
@@ -249,6 +260,7 @@ def run_timed(cmd: list[str], timeout_s: float, env: dict[str, str], cwd: Path =
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    LIVE.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout_s)
         timed_out = False
@@ -256,8 +268,31 @@ def run_timed(cmd: list[str], timeout_s: float, env: dict[str, str], cwd: Path =
         _kill_group(proc)
         out, err = proc.communicate()
         timed_out = True
+    finally:
+        LIVE.discard(proc)
     return Timed(time.perf_counter() - t0, None if timed_out else proc.returncode, out, err,
                  spawned_at, timed_out)
+
+
+LIVE: set[subprocess.Popen[str]] = set()  # running subprocesses, killed (by group) on SIGTERM / SIGINT
+
+
+def stop_on_signal(bench: Bench) -> None:
+    """On SIGTERM or SIGINT (an outer ``timeout``): kill every running subprocess group, write the JSON
+    as it stands, print the tables, exit 143."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for proc in list(LIVE):
+            _kill_group(proc)
+        bench.report.skipped.append(f"stopped by {signal.Signals(signum).name} after {bench.budget.elapsed():.0f}s")
+        bench.save()
+        shutil.rmtree(bench.cache_root, ignore_errors=True)
+        print_tables(bench.report, [t.name for t in bench.tasks])
+        sys.stdout.flush()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -295,6 +330,8 @@ class Settings:
     timeout_s: float
     kernelfalcon: tuple[str, ...]
     env: dict[str, str]
+    reference_cache: str = "off"  # verify --reference-cache: a directory, or off
+    verify_args: tuple[str, ...] = ()  # more arguments for every verify call
 
 
 def _timeout(settings: Settings, budget: Budget) -> float:
@@ -306,7 +343,8 @@ def verify_run(task: Task, s: Settings, budget: Budget, part: str) -> tuple[Run,
     """Run ``kernelfalcon verify --json`` once; return the record and the verdict JSON."""
     cmd = [*s.kernelfalcon, "verify", str(task.path), str(task.candidate), "--json",
            "--device", s.device, "--shapes", s.shapes, "--seeds", str(s.seeds),
-           "--timeout", str(s.timeout_s)]
+           "--timeout", str(s.timeout_s), "--reference-cache", s.reference_cache,
+           *s.verify_args]
     t = run_timed(cmd, _timeout(s, budget), s.env)
     verdict = _last_json(t.stdout)
     if t.timed_out:
@@ -316,15 +354,21 @@ def verify_run(task: Task, s: Settings, budget: Budget, part: str) -> tuple[Run,
                    detail=f"rc {t.rc}: {_tail(t.stderr or t.stdout)}"), None
     status = "pass" if verdict.get("passed") else "fail"
     detail = "" if status == "pass" else f"{verdict.get('category')}: {str(verdict.get('detail'))[:300]}"
-    return Run("verify", part, task.name, t.wall_s, status, verify_phases(verdict, t.wall_s), detail), verdict
+    return Run("verify", part, task.name, t.wall_s, status, verify_phases(verdict, t), detail), verdict
 
 
-def verify_phases(verdict: dict[str, Any], wall_s: float) -> dict[str, float]:
-    """Phase split of a verify call: the verdict's timings plus the unexplained rest."""
+MAIN_PHASES = ("start", "reference", "inputs", "candidate", "handover", "compare")
+
+
+def verify_phases(verdict: dict[str, Any], t: Timed) -> dict[str, float]:
+    """Phase split of a verify call: process start (spawn to the CLI's main), the verdict's timings
+    (reference: run or read from the cache; inputs: the candidate's job written; candidate: its child
+    process; handover: its result loaded; compare) and the unexplained rest."""
     timings = verdict.get("timings") or {}
     phases = {k.removesuffix("_s"): float(v) for k, v in timings.items() if isinstance(v, int | float)}
-    main = sum(phases.get(k, 0.0) for k in ("reference", "candidate", "compare"))
-    phases["other"] = wall_s - main
+    if verdict.get("cli_started_at"):
+        phases["start"] = float(verdict["cli_started_at"]) - t.spawned_at
+    phases["other"] = t.wall_s - sum(phases.get(k, 0.0) for k in MAIN_PHASES)
     return phases
 
 
@@ -399,7 +443,15 @@ class Bench:
         self.tasks, self.s, self.args, self.report = tasks, settings, args, report
         self.budget = Budget(args.budget)
         self.shapes = Shapes(settings, report)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the signal handler saves from the main thread
+        self.cache_root = Path(tempfile.mkdtemp(prefix="judge-speed-refcache-"))
+
+    def use_cache(self, part: str) -> None:
+        """Point the verify runs of ``part`` at a new empty reference cache (``--reference-cache fresh``)."""
+        choice = self.args.reference_cache
+        folder = str(self.cache_root / part) if choice == "fresh" else choice
+        self.s = replace(self.s, reference_cache=folder)
+        self.report.options.setdefault("reference_cache_dirs", {})[part] = folder
 
     def save(self) -> None:
         with self.lock:
@@ -433,12 +485,16 @@ class Bench:
             return GUESS_S[self.s.device][way]
         return statistics.fmean(seen) if typical else max(seen)
 
+    def _second_count(self) -> int:
+        return self.args.second_tasks or len(self.tasks)
+
     # -- alone (+ second)
 
     def alone(self, with_second: bool) -> None:
         for rep in range(self.args.repeat):
+            self.use_cache(f"alone{rep}")
             for i, task in enumerate(self.tasks):
-                second = with_second and rep == 0 and i < self.args.second_tasks
+                second = with_second and rep == 0 and i < self._second_count()
                 self._alone_task(task, rep, second)
 
     def _alone_task(self, task: Task, rep: int, second: bool) -> None:
@@ -470,7 +526,8 @@ class Bench:
 
     def second(self) -> None:
         """The second part on its own: first verify, then the same one again, per task."""
-        for task in self.tasks[: self.args.second_tasks]:
+        self.use_cache("second")
+        for task in self.tasks[: self._second_count()]:
             if not self.budget.fits(2 * self.guess("verify")):
                 self.skip(f"second {task.name}")
                 continue
@@ -487,8 +544,9 @@ class Bench:
     def parallel(self) -> None:
         n = self.args.parallel
         waves = math.ceil(len(self.tasks) / n)
-        for way in ("verify", "plain"):
-            need = waves * self.guess(way, typical=True) * PARALLEL_SLOWDOWN
+        self.use_cache(f"parallel{n}")
+        for way in ("plain", "verify", "verify-again"):  # plain first: without it no ratio
+            need = waves * self.guess(way.split("-")[0], typical=True) * PARALLEL_SLOWDOWN
             if not self.budget.fits(need):
                 self.report.sets.append(SetRun(way, n, 0.0, skipped=f"needs ~{need:.0f}s"))
                 self.skip(f"parallel{n} {way} set (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
@@ -502,8 +560,9 @@ class Bench:
         part = f"parallel{n}"
 
         def one(task: Task) -> Run:
-            if way == "verify":
+            if way.startswith("verify"):
                 run, verdict = verify_run(task, self.s, self.budget, part)
+                run.label = "again" if way == "verify-again" else ""
                 self.shapes.note(task, verdict)
             else:
                 run = plain_run(task, self.s, self.budget, part, self.shapes.get(task, self.budget))
@@ -526,6 +585,7 @@ class Bench:
         if not self.budget.fits(need):
             self.skip(f"plugin (needs ~{need:.0f}s, {self.budget.left():.0f}s left)")
             return
+        self.use_cache("plugin")
         with tempfile.TemporaryDirectory(prefix="judge-speed-") as tmp:
             limit = max(30.0, min(self.s.timeout_s * len(self.tasks), self.budget.left() + 30.0))
             run = plugin_session(self.tasks, self.s, Path(tmp), limit, again)
@@ -562,7 +622,8 @@ def plugin_session(tasks: list[Task], s: Settings, tmp: Path, timeout_s: float, 
            "--rootdir", str(tmp), "-p", "no:cacheprovider", "-q", "--falcon", str(task_dir),
            "--falcon-candidates", str(cand_dir), "--falcon-device", s.device,
            "--falcon-shapes", s.shapes, "--falcon-seeds", str(s.seeds),
-           "--falcon-run-dir", str(tmp / "runs"), "--junitxml", str(junit)]
+           "--falcon-run-dir", str(tmp / "runs"), "--junitxml", str(junit),
+           "--falcon-reference-cache", s.reference_cache]
     t = run_timed(cmd, timeout_s, s.env, cwd=tmp)
     per_task, outcomes = parse_junit(junit)
     status = "timeout" if t.timed_out else "pass" if t.rc == 0 else f"rc {t.rc}"
@@ -587,8 +648,9 @@ def parse_junit(path: Path) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def _fmt_phases(phases: dict[str, float]) -> str:
-    keys = ("start", "device_init", "reference", "inputs", "candidate", "compare", "other")
-    return " ".join(f"{k[:5]}={phases[k]:.1f}" for k in keys if k in phases)
+    keys = ("start", "device_init", "reference", "inputs", "candidate", "handover", "compare", "other")
+    text = " ".join(f"{k[:5]}={phases[k]:.1f}" for k in keys if k in phases)
+    return text + (" (ref cached)" if phases.get("reference_cached") else "")
 
 
 def geomean(values: list[float]) -> float | None:
@@ -641,16 +703,20 @@ def set_rows(report: Report) -> list[list[Any]]:
     """Rows of the N-at-once table, with the verify/plain ratio of the set wall times."""
     by_way = {s.way: s for s in report.sets}
     rows = []
-    for way in ("verify", "plain"):
+    for way in ("verify", "verify-again", "plain"):
         s = by_way.get(way)
         if s:
             bad = sum(st != "pass" for st in s.statuses.values())
-            each = [r.wall_s for r in report.runs if r.way == way and r.part == f"parallel{s.parallel}"]
+            label = "again" if way == "verify-again" else ""
+            each = [r.wall_s for r in report.runs if r.way == way.split("-")[0] and r.label == label
+                    and r.part == f"parallel{s.parallel}"]
             rows.append([way, s.parallel, s.skipped or f"{s.wall_s:.1f}", len(s.statuses), bad,
                          f"{min(each):.1f}-{max(each):.1f}" if each else "-"])
-    v, p = by_way.get("verify"), by_way.get("plain")
-    if v and p and v.wall_s and p.wall_s:
-        rows.append(["ratio verify/plain", "", f"{v.wall_s / p.wall_s:.2f}", "", "", ""])
+    p = by_way.get("plain")
+    for way in ("verify", "verify-again"):
+        v = by_way.get(way)
+        if v and p and v.wall_s and p.wall_s:
+            rows.append([f"ratio {way}/plain", "", f"{v.wall_s / p.wall_s:.2f}", "", "", ""])
     return rows
 
 
@@ -713,6 +779,50 @@ def print_tables(report: Report, tasks: list[str]) -> None:
         print(_plugin_vs_alone(report, run))
     for what in report.skipped:
         print(f"skipped: {what}")
+    print("\ntargets (issue #17)")
+    for line in target_lines(report, tasks):
+        print("  " + line)
+
+
+def _ratio_line(name: str, ratios: list[float], target: float) -> str:
+    gm = geomean(ratios)
+    if gm is None:
+        return f"{name}: not measured"
+    verdict = "met" if gm <= target else "NOT met"
+    return f"{name}: {gm:.2f}x (geomean of {len(ratios)}; target <= {target}) {verdict}"
+
+
+def target_lines(report: Report, tasks: list[str]) -> list[str]:
+    """The issue's targets against what was measured: first and second candidate, plugin, 4 at once."""
+    plain = {t: r.wall_s for t in tasks if (r := _median_run(report.runs, "plain", t)) and r.status == "pass"}
+    first, again = [], []
+    for t in plain:
+        v = _median_run(report.runs, "verify", t)
+        if v and v.status == "pass":
+            first.append(v.wall_s / plain[t])
+        a = [r for r in report.runs if r.part == "second" and r.label == "again" and r.task == t and r.status == "pass"]
+        if a:
+            again.append(a[0].wall_s / plain[t])
+    lines = [_ratio_line("one-shot verify, first candidate / plain", first, 1.0),
+             _ratio_line("one-shot verify, second candidate / plain", again, 0.5)]
+    extra = []
+    for run in report.plugin:
+        for name, secs in run.per_task_s.items():
+            task = next((t for t in plain if name == t + AGAIN), None)
+            if task and run.outcomes.get(name) == "passed":
+                extra.append(secs / plain[task])
+    lines.append(_ratio_line("plugin, per extra candidate / plain", extra, 0.25))
+    sets = {s.way: s for s in report.sets if not s.skipped}
+    for way in ("verify", "verify-again"):
+        v, p = sets.get(way), sets.get("plain")
+        if v and p:
+            bad = [t for t, st in {**v.statuses, **p.statuses}.items() if st == "timeout"]
+            ok = v.wall_s <= p.wall_s and not bad
+            lines.append(f"{v.parallel} at once, {way} set / plain set: {v.wall_s / p.wall_s:.2f}x, "
+                         f"timeouts {bad or 'none'} (target <= 1.0, none) {'met' if ok else 'NOT met'}")
+        else:
+            lines.append(f"{way} set {4} at once: not measured")
+    return lines
 
 
 # ---------------------------------------------------------------- setup
@@ -785,13 +895,13 @@ def estimate(tasks: list[Task], args: argparse.Namespace) -> tuple[dict[str, int
         counts["alone"] = 2 * n * args.repeat
         secs += n * args.repeat * (g["verify"] + g["plain"])
     if "second" in parts:
-        k = min(args.second_tasks, n)
+        k = min(args.second_tasks or n, n)
         counts["second"] = k if "alone" in parts else 2 * k
         secs += counts["second"] * g["verify"]
     if "parallel4" in parts:
-        counts[f"parallel{args.parallel}"] = 2 * n
+        counts[f"parallel{args.parallel}"] = 3 * n
         waves = math.ceil(n / args.parallel)
-        secs += waves * PARALLEL_SLOWDOWN * (g["verify"] + g["plain"])
+        secs += waves * PARALLEL_SLOWDOWN * (2 * g["verify"] + g["plain"])
     if "plugin" in parts:
         counts["plugin"] = 1
         secs += n * g["plugin_task"] * (1 if args.no_plugin_again else 1.5) + 20
@@ -811,7 +921,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
     p.add_argument("--repeat", type=int, default=1, help="repeats of the alone part")
     p.add_argument("--parallel", type=int, default=4, help="subprocesses at once in parallel4")
-    p.add_argument("--second-tasks", type=int, default=2, help="tasks in the second part")
+    p.add_argument("--second-tasks", type=int, default=0, help="tasks in the second part (0: all)")
+    p.add_argument("--verify-args", default="", help="more arguments for every verify call (shell words), "
+                   "e.g. '--executor warm'")
+    p.add_argument("--reference-cache", default="fresh",
+                   help="verify --reference-cache: fresh (a new empty directory per part, so first candidates "
+                        "run their reference and later ones may read it), off, or a directory")
     p.add_argument("--trials", type=int, default=5, help="plain check trials")
     p.add_argument("--seeds", type=int, default=3, help="verify --seeds (and --falcon-seeds)")
     p.add_argument("--plain-tol", type=float, default=1e-4, help="plain check atol = rtol")
@@ -852,24 +967,27 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"subprocesses": counts, "total": sum(counts.values()), "rough_s": round(secs)}))
         return 0
     settings = Settings(args.device, args.shapes, args.seeds, args.trials, args.plain_tol, args.timeout,
-                        tuple(kernelfalcon_command(args.kernelfalcon)), child_env(args.device))
+                        tuple(kernelfalcon_command(args.kernelfalcon)), child_env(args.device),
+                        verify_args=tuple(shlex.split(args.verify_args)))
     options = {k: v for k, v in vars(args).items() if k != "estimate"}
     options["kernelfalcon_cmd"] = list(settings.kernelfalcon)
     options["plan"] = {"subprocesses": counts, "rough_s": secs}
     report = Report(machine(args.device), options, load_avg={"start": list(os.getloadavg())})
     bench = Bench(tasks, settings, args, report)
+    stop_on_signal(bench)
     bench.save()
     if "alone" in args.parts:
         bench.alone(with_second="second" in args.parts)
     elif "second" in args.parts:
         bench.second()
+    if "plugin" in args.parts:  # before the N-at-once sets, the longest part
+        bench.plugin()
     if "parallel4" in args.parts:
         bench.parallel()
-    if "plugin" in args.parts:
-        bench.plugin()
     report.finished = True
     report.load_avg["end"] = list(os.getloadavg())
     bench.save()
+    shutil.rmtree(bench.cache_root, ignore_errors=True)
     print_tables(report, [t.name for t in tasks])
     progress(f"done in {bench.budget.elapsed():.0f}s")
     return 0

@@ -51,6 +51,9 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--falcon-data-path", "falcon_data_path", "str",
      "how tensors reach the checker: files (host copies), resident (inputs, reference and comparison stay "
      "on the device; official shapes); auto: resident for official inputs on cuda over 64M elements"),
+    ("--falcon-reference-cache", "falcon_reference_cache", "str",
+     "keep reference runs in DIR for later sessions and processes (off to disable; auto: "
+     "~/.cache/kernelfalcon/references where candidates run as another uid, i.e. as root)"),
     ("--falcon-check-timeout", "falcon_check_timeout", "float",
      "seconds allowed for one child process of the checker"),
     ("--falcon-report", "falcon_report", "path", "write a JSON report (and Markdown) here"),
@@ -87,6 +90,7 @@ class FalconConfig:
     falcon_dtype: str = "fp32"
     falcon_executor: str = "auto"
     falcon_data_path: str = "auto"
+    falcon_reference_cache: str = "auto"
     falcon_check_timeout: float = 300.0
     falcon_report: Path | None = None
     falcon_baseline: Path | None = None
@@ -222,9 +226,11 @@ def _read(config: pytest.Config, dest: str, kind: str, root: Path) -> Any:
 
 
 def _ini(config: pytest.Config, dest: str, kind: str) -> Any:
+    import pytest
+
     try:
         value = config.getini(dest)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, pytest.UsageError) as exc:  # pytest >= 9 raises UsageError itself
         _usage(f"ini key {dest}: expected {'true or false' if kind == 'bool' else kind}: {exc}")
     return None if value in ("", None, []) else value
 

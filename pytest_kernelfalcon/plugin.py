@@ -276,7 +276,7 @@ class FalconController:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write the report and apply the CI gate (a failed gate fails the session)."""
-        from pytest_kernelfalcon.reports.summary import finish_run
+        from pytest_kernelfalcon.summary import finish_run
 
         if session.config.option.collectonly:
             return
@@ -285,7 +285,7 @@ class FalconController:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print per-level pass rates, failure categories, usage and the gate's verdict."""
-        from pytest_kernelfalcon.reports.summary import summary_text
+        from pytest_kernelfalcon.summary import summary_text
 
         if terminalreporter.config.option.collectonly:
             return
@@ -293,7 +293,7 @@ class FalconController:
         for line in summary_text(self.session).splitlines():
             terminalreporter.write_line(line)
         if self.interrupted and self.session.mode == "pipeline":
-            from pytest_kernelfalcon.reports.summary import resume_command
+            from pytest_kernelfalcon.summary import resume_command
 
             args = [str(a) for a in terminalreporter.config.invocation_params.args]
             terminalreporter.write_line(f"falcon: interrupted; finished tasks are kept in {self.session.run_dir}")

@@ -95,7 +95,8 @@ class FalconSession:
         gpu = gpu_for_worker(self.worker_id, dict(os.environ), _cuda_count()) if device == "cuda" else None
         return CheckOptions(device=device, shapes=self.cfg.shapes, seeds=self.cfg.falcon_seeds,
                             seed=self.cfg.falcon_seed, dtype=self.cfg.falcon_dtype,
-                            timeout_s=self.cfg.falcon_check_timeout, gpu=gpu, data_path=self.cfg.falcon_data_path)
+                            timeout_s=self.cfg.falcon_check_timeout, gpu=gpu, data_path=self.cfg.falcon_data_path,
+                            reference_cache=self.cfg.falcon_reference_cache)
 
     def checker(self) -> Checker:
         """The process's checker (reference outputs cached across items)."""
@@ -135,7 +136,7 @@ class FalconSession:
 
     def bench(self, task: TaskFile, outcome: TaskOutcome) -> TaskOutcome:
         """Time the verified ``ModelNew`` against eager and ``torch.compile``; add speed-ups."""
-        from pytest_kernelfalcon.reports.timing import BenchOptions, bench_task
+        from pytest_kernelfalcon.checker.timing import BenchOptions, bench_task
 
         model_new = outcome.model_new or outcome.extra.get("candidate")
         if model_new is None:
@@ -155,7 +156,7 @@ class FalconSession:
                                category=Category.MISSING_CANDIDATE.value,
                                detail=f"no candidate {task.level}/{task.path.name} or {task.path.name} "
                                       f"in {self.cfg.falcon_candidates}")
-        verdict = self.checker().verify(task.path, candidate)
+        verdict = self.checker().verify(task.path, candidate).naming(str(candidate))
         return TaskOutcome(
             task.id, task.level, verdict.passed, stage=None if verdict.passed else "check",
             category=verdict.category.value if verdict.category else None, detail=verdict.detail,

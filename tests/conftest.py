@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,16 @@ def kernelbench_dir() -> Path:
     if not (root / "level1").is_dir():
         pytest.skip(f"KernelBench problems not found at {root} (set KERNELBENCH_DIR)")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The reference cache of CLI and plugin runs (``auto`` as root) goes to a folder of this session,
+    never the user's ``~/.cache``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KERNELFALCON_REFERENCE_CACHE", str(tmp_path_factory.mktemp("reference-cache")))
+    yield
+    patch.undo()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -89,8 +89,8 @@ def test_reference_is_resident(task: str, resident_checker: Callable[[str, float
     reference = checker.reference(task_file(task).read_text())
     assert not isinstance(reference, Verdict), reference
     assert reference.resident is True
-    assert len(reference.cases) == 1 and reference.cases[0]["plan"].get("overrides") in (None, {})
-    trials = reference.cases[0]["trials"]
+    assert len(reference.cases) == 1 and reference.cases[0].plan.get("overrides") in (None, {})
+    trials = reference.cases[0].trials
     assert [t["seed"] for t in trials] == [checker.base_seed + i for i in range(checker.options.seeds)]
     assert all("outputs" not in t and "inputs" not in t for t in trials)  # only summaries came back
 

@@ -1,4 +1,4 @@
-"""The trusted checker (parent side): options, reference cache, candidate jobs, static audit, judgement."""
+"""The trusted judgement (parent side): options, reference cache, candidate jobs, static audit, judgement, timing."""
 
 from pytest_kernelfalcon.checker.checker import Checker, CheckOptions, verify_candidate
 

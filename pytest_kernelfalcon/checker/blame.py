@@ -21,19 +21,22 @@ TASK_FILE = re.compile(r"(^|/)task_\d+\.py$")
 FRAME = re.compile(r'File "([^"]+)", line \d+')
 
 
-def harness_cause(result: JobResult) -> str | None:
-    """Return the one-line cause when a failed job is the harness's or the machine's fault, else ``None``."""
+def harness_cause(result: JobResult, reference: bool = False) -> str | None:
+    """Return the one-line cause when a failed job is the harness's or the machine's fault, else ``None``.
+
+    In a ``reference`` job only trusted code runs (the task and the harness), so any module
+    missing there is the machine's, wherever the import was made."""
     if result.timed_out or result.cancelled:
         return None
     error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
     if isinstance(error, dict):
-        return _missing_module(str(error.get("message", "")), str(error.get("traceback", "")))
-    if result.report is None and result.returncode not in (0, None):
-        return _missing_module(result.stderr_tail, result.stderr_tail)  # the child broke before its job ran
+        return _missing_module(str(error.get("message", "")), str(error.get("traceback", "")), reference)
+    if result.report is None and result.returncode not in (0, None):  # the child broke before its job ran
+        return _missing_module(result.stderr_tail, result.stderr_tail, reference)
     return None
 
 
-def _missing_module(message: str, traceback: str) -> str | None:
+def _missing_module(message: str, traceback: str, reference: bool = False) -> str | None:
     found = MISSING.search(message) or MISSING.search(traceback)
     if found is None:
         return None
@@ -41,7 +44,7 @@ def _missing_module(message: str, traceback: str) -> str | None:
     frames = FRAME.findall(traceback)
     importer = frames[-1] if frames else ""
     top = module.split(".")[0]
-    if importer and TASK_FILE.search(importer) and top not in HARNESS_PACKAGES:
+    if (reference or (importer and TASK_FILE.search(importer))) and top not in HARNESS_PACKAGES:
         return f"cannot run here: the task imports {module!r}, which this machine lacks; install it " \
                f"(pip install {top}; pip install -e '.[kernelbench]' has what KernelBench's tasks import)"
     if top in HARNESS_PACKAGES or (importer and not JOB_FILES.search(importer)):

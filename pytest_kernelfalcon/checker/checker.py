@@ -35,6 +35,18 @@ from pytest_kernelfalcon.checker.options import (
     validate,
 )
 from pytest_kernelfalcon.core.gpus import resolve_device
+from pytest_kernelfalcon.core.protocol import (
+    CandidateCase,
+    CandidateJob,
+    JobRecord,
+    PlanFile,
+    ReferenceJob,
+    ReferenceResult,
+    ResidentCase,
+    ResidentJob,
+    TrialDraw,
+    TrialInputs,
+)
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 from pytest_kernelfalcon.executor.base import Executor, Job, JobResult
 from pytest_kernelfalcon.executor.cold import ColdExecutor
@@ -58,10 +70,10 @@ def static_rejection(source: str) -> Verdict | None:
     return None
 
 
-def _save_job(jobdir: Path, job: dict[str, Any]) -> None:
+def _save_job(jobdir: Path, job: JobRecord) -> None:
     import torch
 
-    torch.save(job, jobdir / "job.pt")
+    torch.save(job.to_wire(), jobdir / "job.pt")
 
 
 class Checker:
@@ -84,9 +96,15 @@ class Checker:
             raise ValueError("the resident data path checks official shapes only (default: on cuda)")
         official_cuda = self.device == "cuda" and self.options.shapes in ("official", "default")
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
+        from pytest_kernelfalcon.checker.refcache import candidates_own_uid, open_store
+
+        self.store = open_store(self.options.reference_cache, candidates_own_uid(self.executor))
 
     def close(self) -> None:
-        """Release the executor if this checker made it (a shared one stays open for its owner)."""
+        """Finish writing cache entries; release the executor if this checker made it (a shared one stays
+        open for its owner)."""
+        if self.store is not None:
+            self.store.flush()
         if self._owns_executor:
             self.executor.close()
 
@@ -134,10 +152,40 @@ class Checker:
         if key in self._references:
             cached = self._references[key]
             return replace(cached, wall_s=0.0) if isinstance(cached, Reference) else cached
-        found = self._compute_reference(task_source, cancel)
+        found = self._stored_or_computed(task_source, cancel)
         if not (isinstance(found, Verdict) and found.category == Category.CANCELLED):
             self._references[key] = found
         return found
+
+    def _stored_or_computed(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
+        """The reference from the persistent store (``refcache``) when it holds it, else computed and stored."""
+        from pytest_kernelfalcon.checker import refcache
+
+        opts = self.options
+        fields = {"shapes": opts.shapes, "base_seed": self.base_seed, "seeds": opts.seeds, "dtype": opts.dtype,
+                  "data_path": opts.data_path, "resident_above": self._resident_above}
+        key = None if self.store is None or opts.shapes == "fuzz" else refcache.entry_key(
+            source, fields, self.device, self.options.gpu)
+        if self.store is None or key is None:
+            return self._compute_reference(source, cancel)
+        with self.store.claim(key):
+            start = time.monotonic()
+            payload = self.store.load(key)
+            found = None if payload is None else refcache.reference_of(payload, self._plans(source))
+            if found is not None:
+                return replace(found, wall_s=time.monotonic() - start)
+            computed = self._compute_reference(source, cancel)
+            if isinstance(computed, Reference):
+                self.store.save(key, refcache.payload_of(computed))
+            return computed
+
+    def _plans(self, source: str) -> list[Any]:
+        """The shape plans a (non-fuzz) reference job is given; a case's ``index`` points into them."""
+        from pytest_kernelfalcon.core import shapes
+
+        if self.resident or self.options.shapes == "official":
+            return [shapes.official_plan()]
+        return shapes.scaled_plans(source)
 
     def _compute_reference(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
         from pytest_kernelfalcon.core import shapes
@@ -156,7 +204,7 @@ class Checker:
             found = self._reference_job(source, shapes.scaled_plans(source), "first_fit",
                                         self._budget(), cancel)
         if self.options.shapes == "fuzz" and isinstance(found, Reference):
-            found = self._fuzz_reference(source, found.cases[0]["plan_obj"], cancel)
+            found = self._fuzz_reference(source, found.plan_of(found.cases[0]), cancel)
         if isinstance(found, Reference):
             found = replace(found, wall_s=time.monotonic() - start)
         return found
@@ -203,13 +251,13 @@ class Checker:
                 more = dict((extra[k] if isinstance(extra, list) else extra) or {})
                 described = {**plan.describe(), "profile": self.options.shapes,
                              **({"role": more.pop("role")} if "role" in more else {})}
-                entries.append({"file": f"task_{k}.py", "index": k, "plan": described,
-                                "transform": plan.values.transform, **more})
-            job = {"version": 1, "mode": mode, "device": self.device, "dtype": self.options.dtype,
-                   "construct_seed": self.base_seed, "plans": entries, "pick": pick,
-                   "budget_numel": budget, "last_exempt": last_exempt, "seeds": self._trial_seeds(),
-                   "strong_seeds": [self.base_seed + 1000 + i for i in range(STRONG_TRIALS)],
-                   "strong": list(STRONG_TRANSFORM), "resident_above": self._resident_above}
+                entries.append(PlanFile(file=f"task_{k}.py", index=k, plan=described,
+                                        transform=tuple(plan.values.transform), **more))
+            job = ReferenceJob(mode=mode, device=self.device, dtype=self.options.dtype,
+                               construct_seed=self.base_seed, plans=tuple(entries), pick=pick,
+                               budget_numel=budget, last_exempt=last_exempt, seeds=tuple(self._trial_seeds()),
+                               strong_seeds=tuple(self.base_seed + 1000 + i for i in range(STRONG_TRIALS)),
+                               strong=STRONG_TRANSFORM, resident_above=self._resident_above)
             _save_job(jobdir, job)
             result = self._run(jobdir, cancel)
             return self._reference_from(result, plans)
@@ -224,49 +272,52 @@ class Checker:
             kept = (Category.CANCELLED, Category.HARNESS_ERROR)
             category = failed.category if failed.category in kept else Category.REFERENCE_ERROR
             return replace(failed, category=category, device=self.device, dtype=self.options.dtype)
-        report = result.report or {}
-        cases = tuple({**case, "plan_obj": plans[case["index"]]} for case in report["cases"])
+        report = ReferenceResult.from_wire(result.report)
         tol = tolerance_for(self.options.dtype)
-        if "probes" in report:  # resident: tracked on the device by the reference job
-            probes = tuple(report["probes"])
+        start = time.monotonic()
+        if report.probes is not None:  # tracked on the device by the reference job (task-valued trials only)
+            probes = report.probes
         else:  # on the task's own values only (value draws make trivial answers pass, e.g. ReLU of negatives)
-            probes = tuple(p for case in cases for p in low_signal_probes(
-                [(t["inputs"], t["outputs"]) for t in case["trials"] if t.get("values", "task") == "task"], tol))
-        return Reference(cases, tuple(report.get("discarded", ())), probes, self.base_seed, result.wall_s,
-                         resident="probes" in report)
+            probes = tuple(p for case in report.cases for p in low_signal_probes(
+                [(t["inputs"], t["outputs"]) for t in case.trials if t.get("values", "task") == "task"], tol))
+        split = {"reference_job_s": result.wall_s, "reference_probes_s": time.monotonic() - start}
+        return Reference(report.cases, report.discarded, probes, self.base_seed, result.wall_s,
+                         resident=report.resident, plans=tuple(plans), split=split)
 
     def _run(self, jobdir: Path, cancel: threading.Event | None, margin_s: float = 0.0) -> JobResult:
         job = Job(jobdir, self.options.timeout_s + margin_s, self.device, self.options.gpu)
         return self.executor.run(job, cancel)
 
     # -- candidate -------------------------------------------------------------------------
-    def _candidate_job(self, reference: Reference) -> dict[str, Any]:
+    def _candidate_job(self, reference: Reference) -> CandidateJob:
         cases = []
         for case in reference.cases:
-            trials = list(case["trials"]) + (list(case["strong_trials"]) if reference.low_signal else [])
-            cases.append({"construct_seed": case["construct_seed"], "init_inputs": case["init_inputs"],
-                          "state_dict": case["state_dict"], "constants": dict(case["plan_obj"].overrides),
-                          "trials": [{"seed": t["seed"], "inputs": t["inputs"],
-                                      "reuse_storage": bool(t.get("reuse_storage"))} for t in trials]})
-        return {"version": 1, "mode": "candidate", "entry": self.options.entry, "device": self.device,
-                "dtype": self.options.dtype, "cases": cases, "audit": self.options.audit,
-                "poison": self.options.audit}
+            trials = reference.trials_of(case)
+            cases.append(CandidateCase(construct_seed=case.construct_seed, init_inputs=case.init_inputs,
+                                       state_dict=case.state_dict or {},
+                                       constants=dict(reference.plan_of(case).overrides),
+                                       trials=tuple(TrialInputs(t["seed"], tuple(t["inputs"]),
+                                                                bool(t.get("reuse_storage"))) for t in trials)))
+        return CandidateJob(entry=self.options.entry, device=self.device,
+                            dtype=self.options.dtype, cases=tuple(cases), audit=self.options.audit,
+                            poison=self.options.audit)
 
-    def _resident_job(self, reference: Reference, task_source: str, jobdir: Path) -> dict[str, Any]:
+    def _resident_job(self, reference: Reference, task_source: str, jobdir: Path) -> ResidentJob:
         cases = []
         for k, case in enumerate(reference.cases):
-            plain = [case["plan_obj"].values.scale, case["plan_obj"].values.shift]
-            trials = list(case["trials"]) + (list(case["strong_trials"]) if reference.low_signal else [])
+            plan = reference.plan_of(case)
+            plain = tuple(plan.values.transform)
+            trials = reference.trials_of(case)
             (jobdir / f"task_{k}.py").write_text(task_source)
-            cases.append({"file": f"task_{k}.py", "construct_seed": case["construct_seed"], "plan": case["plan"],
-                          "constants": dict(case["plan_obj"].overrides),
-                          "trials": [{"seed": t["seed"], "strong": bool(t["strong"]),
-                                      "transform": list(STRONG_TRANSFORM) if t["strong"] else plain,
-                                      "reuse_storage": bool(t.get("reuse_storage"))}
-                                     for t in trials]})
-        return {"version": 1, "mode": "resident", "entry": self.options.entry, "device": self.device,
-                "dtype": self.options.dtype, "cases": cases, "audit": self.options.audit,
-                "poison": self.options.audit, "timeout_s": self.options.timeout_s}
+            cases.append(ResidentCase(file=f"task_{k}.py", construct_seed=case.construct_seed, plan=case.plan,
+                                      constants=dict(plan.overrides),
+                                      trials=tuple(TrialDraw(seed=t["seed"], strong=bool(t["strong"]),
+                                                             transform=STRONG_TRANSFORM if t["strong"] else plain,
+                                                             reuse_storage=bool(t.get("reuse_storage")))
+                                                   for t in trials)))
+        return ResidentJob(entry=self.options.entry, device=self.device,
+                           dtype=self.options.dtype, cases=tuple(cases), audit=self.options.audit,
+                           poison=self.options.audit, timeout_s=self.options.timeout_s)
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "") -> Verdict:
@@ -279,6 +330,7 @@ class Checker:
 
     def _run_candidate_job(self, source: str, reference: Reference, cancel: threading.Event | None,
                            task_source: str = "") -> Verdict:
+        start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
             (jobdir / "candidate.py").write_text(_following_plan(source, reference))
@@ -286,10 +338,14 @@ class Checker:
                 _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
             else:
                 _save_job(jobdir, self._candidate_job(reference))
+            inputs_s, start = time.monotonic() - start, time.monotonic()
             result = self._run(jobdir, cancel, RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
-        return judge_candidate(reference, result, self.options, self.device)
+        handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
+        verdict = judge_candidate(reference, result, self.options, self.device)
+        verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
+        return verdict
 
 
 def _following_plan(source: str, reference: Reference) -> str:
@@ -301,7 +357,7 @@ def _following_plan(source: str, reference: Reference) -> str:
 
     if not reference.cases:
         return source
-    return follow_plan(source, dict(reference.cases[0]["plan_obj"].overrides))
+    return follow_plan(source, dict(reference.plan_of(reference.cases[0]).overrides))
 
 
 def verify_candidate(task: Path, candidate: Path, options: CheckOptions | None = None,

@@ -51,7 +51,7 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.CANCELLED, f"{what} cancelled after {result.wall_s:.1f}s")
     if result.timed_out or result.returncode == -signal.SIGXCPU:
         return Verdict.failed(Category.TIMEOUT, f"{what} killed after {result.wall_s:.1f}s (time limit)")
-    if (cause := harness_cause(result)) is not None:  # the machine's fault, not the code judged
+    if (cause := harness_cause(result, reference=what == "reference")) is not None:  # the machine's fault
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))
@@ -90,10 +90,10 @@ def _pairs(reference: Reference, report: dict[str, Any]) -> list[tuple[dict[str,
         raise ValueError("result.pt has a different number of cases than the job")
     pairs = []
     for case, got in zip(reference.cases, report["cases"], strict=False):
-        trials = list(case["trials"]) + (list(case["strong_trials"]) if reference.low_signal else [])
+        trials = reference.trials_of(case)
         if len(got["trials"]) != len(trials):
             raise ValueError("result.pt has a different number of trials than the job")
-        pairs += [(case["plan"], t, g) for t, g in zip(trials, got["trials"], strict=False)]
+        pairs += [(case.plan, t, g) for t, g in zip(trials, got["trials"], strict=False)]
     return pairs
 
 
@@ -186,15 +186,16 @@ def _judge(reference: Reference, report: dict[str, Any], tol: Tolerance, audit: 
 
 def _verdict_extra(reference: Reference, result: JobResult, options: CheckOptions, device: str) -> dict[str, Any]:
     report = result.report or {}
-    seeds = [t["seed"] for c in reference.cases for t in c["trials"]]
+    seeds = [t["seed"] for c in reference.cases for t in c.trials]
     if reference.low_signal:
-        seeds += [t["seed"] for c in reference.cases for t in c["strong_trials"]]
-    timings = {"reference_s": reference.wall_s, "candidate_s": result.wall_s}
+        seeds += [t["seed"] for c in reference.cases for t in c.strong_trials]
+    timings = {"reference_s": reference.wall_s, "reference_cached": float(reference.cached),
+               "candidate_s": result.wall_s}
     timings.update({f"candidate_{k}": float(v) for k, v in (report.get("timings") or {}).items()})
     audit = dict(report.get("audit") or {})
     audit.update({"low_signal_probes": list(reference.probes), "discarded_plans": list(reference.discarded),
                   "base_seed": reference.base_seed})
-    return {"seeds": tuple(dict.fromkeys(seeds)), "shapes": tuple(c["plan"] for c in reference.cases),
+    return {"seeds": tuple(dict.fromkeys(seeds)), "shapes": tuple(c.plan for c in reference.cases),
             "tolerance": tolerance_for(options.dtype), "low_signal": reference.low_signal, "device": device,
             "dtype": options.dtype, "tf32": False, "timings": timings, "audit": audit}
 

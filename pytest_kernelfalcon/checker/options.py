@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kernelfalcon.core.protocol import DATA_PATHS
+from pytest_kernelfalcon.core.protocol import CANDIDATE_START_S, DATA_PATHS, ReferenceCase
 from pytest_kernelfalcon.core.verdict import Category
 
 STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
@@ -37,7 +37,7 @@ FUZZ_TRIALS = 2
 RESIDENT_NUMEL = 1 << 26  # auto: official inputs above this many elements stay on the device
 
 
-RESIDENT_MARGIN_S = 15.0  # the comparer outlives its candidate's time limit to report it
+RESIDENT_MARGIN_S = 15.0 + CANDIDATE_START_S  # the comparer starts its candidate, outlives its time limit, reports
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,31 @@ class CheckOptions:
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
     data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
+    reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
 
 
 @dataclass(frozen=True)
 class Reference:
     """A finished reference run: cases (plan, weights, trials), low-signal probes, discarded plans."""
 
-    cases: tuple[dict[str, Any], ...]
+    cases: tuple[ReferenceCase, ...]
     discarded: tuple[dict[str, Any], ...]
     probes: tuple[str, ...]
     base_seed: int
     wall_s: float
     resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
     extras: Reference | None = None  # default profile beside a resident base: drawn cases, judged through files
+    plans: tuple[Any, ...] = ()  # the ShapePlans of the job; a case's is ``plans[case.index]``
+    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
+    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
+
+    def plan_of(self, case: ReferenceCase) -> Any:
+        """The ``ShapePlan`` a case ran at (parent side only; the child saw its description)."""
+        return self.plans[case.index]
+
+    def trials_of(self, case: ReferenceCase) -> list[dict[str, Any]]:
+        """A case's trials a candidate runs: the ordinary ones, plus the strengthened ones when low-signal."""
+        return list(case.trials) + (list(case.strong_trials) if self.low_signal else [])
 
     @property
     def low_signal(self) -> bool:
@@ -77,7 +89,7 @@ class Reference:
     def trial_count(self) -> int:
         """How many trials a candidate runs: every case's trials, plus the strengthened ones when low-signal."""
         strong = self.low_signal
-        return sum(len(c["trials"]) + (len(c["strong_trials"]) if strong else 0) for c in self.cases)
+        return sum(len(c.trials) + (len(c.strong_trials) if strong else 0) for c in self.cases)
 
 
 def validate(options: CheckOptions) -> None:

@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_kernelfalcon.checker.options import Reference
+from pytest_kernelfalcon.core.protocol import PlanTrial
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 if TYPE_CHECKING:
@@ -53,24 +54,26 @@ class Checker(Protocol):
                       cancel: threading.Event | None, **more: Any) -> Reference | Verdict: ...
 
 
-def value_trials(base_seed: int) -> list[dict[str, Any]]:
+TASK_VALUES = (1.0, 0.0)
+
+
+def value_trials(base_seed: int) -> tuple[PlanTrial, ...]:
     """One trial per value distribution of the profile (seeded from the base seed)."""
     from pytest_kernelfalcon.core.shapes import PROFILE_VALUE_DISTS
 
-    return [{"seed": base_seed + 100 + k, "transform": dist.transform, "values": dist.name}
-            for k, dist in enumerate(PROFILE_VALUE_DISTS)]
+    return tuple(PlanTrial(base_seed + 100 + k, tuple(dist.transform), dist.name)
+                 for k, dist in enumerate(PROFILE_VALUE_DISTS))
 
 
-def around_trials(checker: Checker) -> list[dict[str, Any]]:
+def around_trials(checker: Checker) -> tuple[PlanTrial, ...]:
     """The GPU's drawn-from plan: one trial at the task's values (the plan must run), then the value draws."""
-    return [{"seed": checker.base_seed + 99, "transform": [1.0, 0.0], "values": "task"},
-            *value_trials(checker.base_seed)]
+    return (PlanTrial(checker.base_seed + 99, TASK_VALUES), *value_trials(checker.base_seed))
 
 
-def task_trials(checker: Checker, with_values: bool) -> list[dict[str, Any]]:
+def task_trials(checker: Checker, with_values: bool) -> tuple[PlanTrial, ...]:
     """The task plan's trials: ``seeds`` at the task's values, then (``with_values``) the value draws."""
-    plain = [{"seed": s, "transform": [1.0, 0.0], "values": "task"} for s in checker.trial_seeds()]
-    return plain + (value_trials(checker.base_seed) if with_values else [])
+    plain = tuple(PlanTrial(s, TASK_VALUES) for s in checker.trial_seeds())
+    return plain + (value_trials(checker.base_seed) if with_values else ())
 
 
 def default_reference(checker: Checker, source: str, cancel: threading.Event | None) -> Reference | Verdict:
@@ -88,14 +91,14 @@ def default_reference(checker: Checker, source: str, cancel: threading.Event | N
                                      mode=mode)
     if not isinstance(base, Reference):
         return base
-    start = base.cases[0]["plan_obj"]
+    start = base.plan_of(base.cases[0])
     if not on_cpu:
         around = checker.reference_job(source, shapes.scaled_plans(source), "first_fit", PROFILE_GPU_BUDGET,
                                        cancel, extra={"trials": around_trials(checker), "role": "values",
                                                       "strong": False})
         if isinstance(around, Verdict):
             return around if around.category == Category.CANCELLED else with_extras(base, None)
-        start, base = around.cases[0]["plan_obj"], with_extras(base, around)
+        start, base = around.plan_of(around.cases[0]), with_extras(base, around)
     draws = drawn_reference(checker, source, start, cancel)
     if isinstance(draws, Verdict):
         return draws if draws.category == Category.CANCELLED else base
@@ -112,7 +115,7 @@ def drawn_reference(checker: Checker, source: str, start: ShapePlan,
               (GROW_GROUP, shapes.grow_plans(source, start, seed + 7))]
     plans, extras = [], []
     for k, (group, found) in enumerate(groups):
-        trial = [{"seed": seed + 200 + k, "transform": [1.0, 0.0], "values": "task"}]
+        trial = (PlanTrial(seed + 200 + k, TASK_VALUES),)
         for plan in found:
             plans.append(plan)
             extras.append({"trials": trial, "group": group, "role": group, "strong": False})
@@ -123,7 +126,8 @@ def drawn_reference(checker: Checker, source: str, start: ShapePlan,
 
 
 def with_extras(base: Reference, more: Reference | None) -> Reference:
-    """``base`` with ``more``'s cases appended (its probes ignored: low signal is judged on the task's plan).
+    """``base`` with ``more``'s cases appended (its probes ignored: low signal is judged on the task's plan);
+    ``more``'s plans follow ``base``'s and its cases' ``index`` is shifted to point at them.
 
     A resident base (official inputs stay on the device) keeps the extras apart: they run in a
     second candidate job through files.
@@ -135,21 +139,24 @@ def with_extras(base: Reference, more: Reference | None) -> Reference:
     if base.resident:
         extras = more if base.extras is None else with_extras(base.extras, more)
         return replace(base, extras=replace(extras, probes=()), discarded=discarded)
-    return replace(base, cases=base.cases + more.cases, discarded=discarded, wall_s=base.wall_s + more.wall_s)
+    shift = len(base.plans)
+    cases = base.cases + tuple(replace(case, index=case.index + shift) for case in more.cases)
+    return replace(base, cases=cases, plans=base.plans + more.plans, discarded=discarded,
+                   wall_s=base.wall_s + more.wall_s)
 
 
 def mark_address_reuse(reference: Reference) -> Reference:
     """Mark the task plan's last task-valued trial (or its second trial) to reuse the previous one's inputs."""
-    if not reference.cases or any(t.get("reuse_storage") for c in reference.cases for t in c["trials"]):
+    if not reference.cases or any(t.get("reuse_storage") for c in reference.cases for t in c.trials):
         return reference
     case = reference.cases[0]
-    trials = [dict(t) for t in case["trials"]]
+    trials = [dict(t) for t in case.trials]
     plain = [k for k, t in enumerate(trials) if t.get("values", "task") == "task"]
     at = plain[-1] if len(plain) >= 2 else 1
     if at >= len(trials) or at == 0:
         return reference
     trials[at]["reuse_storage"] = True
-    return replace(reference, cases=({**case, "trials": trials}, *reference.cases[1:]))
+    return replace(reference, cases=(replace(case, trials=tuple(trials)), *reference.cases[1:]))
 
 
 def joined_verdict(reference: Reference, first: Verdict, second: Verdict) -> Verdict:
@@ -167,9 +174,9 @@ def dropped_draws(reference: Reference) -> list[str]:
     """The value draws the reference could not take (non-finite or failing): reported, never judged."""
     found = []
     for case in (*reference.cases, *(reference.extras.cases if reference.extras else ())):
-        for drop in case.get("dropped") or ():
+        for drop in case.dropped:
             found.append(f"values {drop['values']} seed {drop['seed']} at sizes "
-                         f"{case['plan'].get('overrides') or 'official'}: {drop['error']}")
+                         f"{case.plan.get('overrides') or 'official'}: {drop['error']}")
     return found
 
 
@@ -178,10 +185,10 @@ def coverage(reference: Reference) -> str:
     cases = [*reference.cases, *(reference.extras.cases if reference.extras else ())]
     roles: dict[str, list[str]] = {}
     for case in cases:
-        sizes = case["plan"].get("overrides") or "official"
-        roles.setdefault(case["plan"].get("role", "task"), []).append(str(sizes))
-    values = sorted({t.get("values", "task") for c in cases for t in c["trials"]})
-    reuse = any(t.get("reuse_storage") for c in cases for t in c["trials"])
+        sizes = case.plan.get("overrides") or "official"
+        roles.setdefault(case.plan.get("role", "task"), []).append(str(sizes))
+    values = sorted({t.get("values", "task") for c in cases for t in c.trials})
+    reuse = any(t.get("reuse_storage") for c in cases for t in c.trials)
     parts = [f"{role} {', '.join(found)}" for role, found in roles.items()]
     parts.append(f"values {'/'.join(values)}")
     if reuse:

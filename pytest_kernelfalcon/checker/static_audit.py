@@ -1,29 +1,9 @@
 """Anti-cheat audit, static part: an AST audit of candidate source that rejects without running it.
 
-Static rules (``static_audit``), each finding naming the construct and its line:
-
-- ``fallback``: a ``try`` inside any function (a ``forward`` or a helper it
-  calls) with a handler that does not end in ``raise``, or a ``finally`` that
-  returns: either can swallow a failing kernel and return something else. At
-  module level only handlers that call torch are flagged (so ``try: import
-  triton / except ImportError`` stays legal). ``contextlib.suppress`` in a
-  function is flagged too.
-- ``reference_reuse``: any use of the name ``Model`` (subclassing, calling,
-  importing, ``x.Model``, the string ``"Model"``), dynamic imports
-  (``importlib``, ``__import__``, ``runpy``) that could load the task module,
-  and file reads (``open``, ``read_text``, ``torch.load``, ``inspect.getsource``...).
-- ``checker_tamper``: frame introspection (``sys._getframe``, ``inspect.stack``,
-  ``gc.get_referrers``, ``f_back``/``f_locals``/``tb_frame``...), monkey-patching
-  (assigning, ``setattr``/``delattr`` or mutating attributes of torch, triton,
-  builtins, sys, os and other shared modules; ``__class__``/``__code__``
-  assignment), the dispatch machinery (``TorchDispatchMode``,
-  ``__torch_dispatch__``, ``torch._C`` dispatch/mode functions, ``torch.library``),
-  tracing hooks (``sys.settrace``/``setprofile``), ``sys.modules``/``os.environ``
-  writes, ``/proc`` paths, ``ctypes``/``subprocess``/``socket``/``signal``
-  imports, process control (``os.kill``, ``os._exit``, ``sys.exit``) and
-  ``exec``/``eval``/``compile``.
-
-The run-time op policy is ``child/op_policy.py``; the integrity snapshot ``child/integrity.py``.
+``static_audit(source)`` returns ``Finding``s (category, message, line) for ``fallback``,
+``reference_reuse`` and ``checker_tamper``; the rules are listed in docs/ARCHITECTURE.md
+("Static audit rules"). The run-time op policy is ``child/op_policy.py``; the integrity
+snapshot ``child/integrity.py``.
 """
 
 from __future__ import annotations

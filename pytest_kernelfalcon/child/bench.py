@@ -1,6 +1,6 @@
 """Kernel timing inside the child (job mode ``bench``): CUDA events, L2 flushed, rotated input sets.
 
-The parent half (locks, options, plausibility) is ``reports/timing.py``.
+The parent half (locks, options, plausibility) is ``checker/timing.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_kernelfalcon.child.candidate import copy_state
 from pytest_kernelfalcon.child.runtime import draw_inputs, exec_file, torch_dtype
-from pytest_kernelfalcon.core.protocol import TIMING_REFUSED
+from pytest_kernelfalcon.core.protocol import TIMING_REFUSED, BenchJob
 
 COPY_BYTES = 256 << 20
 
@@ -99,24 +99,24 @@ def _build(cls: type, init_inputs: list[Any], seed: int, dtype: Any) -> Any:
     return cls(*init_inputs).to("cuda").to(dtype).eval()
 
 
-def _load_models(job: dict[str, Any]) -> tuple[Any, Any, Any, list[list[Any]]]:
+def _load_models(job: BenchJob) -> tuple[Any, Any, Any, list[list[Any]]]:
     """Return (task module, reference model, ModelNew with the reference's state, input sets)."""
     import torch
 
-    dtype = torch_dtype(job["dtype"])
-    task = exec_file(Path(job["task_path"]), "kernelfalcon_bench_task")
-    candidate = exec_file(Path(job["model_new_path"]), "kernelfalcon_bench_candidate")
-    torch.manual_seed(job["seed"])
+    dtype = torch_dtype(job.dtype)
+    task = exec_file(Path(job.task_path), "kernelfalcon_bench_task")
+    candidate = exec_file(Path(job.model_new_path), "kernelfalcon_bench_candidate")
+    torch.manual_seed(job.seed)
     init_inputs = list(task.get_init_inputs())
-    reference = _build(task.Model, init_inputs, job["seed"], dtype)
-    model_new = _build(candidate.ModelNew, init_inputs, job["seed"], dtype)
+    reference = _build(task.Model, init_inputs, job.seed, dtype)
+    model_new = _build(candidate.ModelNew, init_inputs, job.seed, dtype)
     copy_state(model_new, {k: v.detach() for k, v in reference.state_dict().items()})
-    sets = [draw_inputs(task.get_inputs, job["seed"] + i, "cuda", dtype, (1.0, 0.0))
-            for i in range(job["input_sets"])]
+    sets = [draw_inputs(task.get_inputs, job.seed + i, "cuda", dtype, (1.0, 0.0))
+            for i in range(job.input_sets)]
     return task, reference, model_new, sets
 
 
-def run_bench_job(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_bench_job(jobdir: Path, job: BenchJob) -> dict[str, Any]:
     """Child side of job mode ``"bench"``: time eager, compiled and new models; return a JSON-like dict."""
     import torch
 
@@ -131,7 +131,7 @@ def run_bench_job(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
                           "traceback": traceback.format_exc()}}
 
 
-def _bench(job: dict[str, Any]) -> dict[str, Any]:
+def _bench(job: BenchJob) -> dict[str, Any]:
     """Return the raw timings of one bench job (CUDA present)."""
     import torch
 
@@ -139,26 +139,26 @@ def _bench(job: dict[str, Any]) -> dict[str, Any]:
     torch.backends.cudnn.allow_tf32 = False
     task, reference, model_new, sets = _load_models(job)
     flush = l2_flush_buffer()
-    knobs = {k: job[k] for k in ("warmup_ms", "rep_ms", "min_reps", "max_reps")}
+    knobs = {k: getattr(job, k) for k in ("warmup_ms", "rep_ms", "min_reps", "max_reps")}
     result: dict[str, Any] = {"error": None, "gpu_name": torch.cuda.get_device_name(0), "notes": []}
     result["new"] = measure(model_new, sets, flush=flush, **knobs)
     result["eager"] = measure(reference, sets, flush=flush, **knobs)
     result["compiled"] = _measure_compiled(task, job, sets, flush, knobs, result["notes"])
     with torch.no_grad():
         result["bytes_moved"] = tensor_bytes(sets[0]) + tensor_bytes(model_new(*sets[0]))
-    result["bandwidth_gbps"] = job.get("bandwidth_gbps") or copy_bandwidth_gbps()
+    result["bandwidth_gbps"] = job.bandwidth_gbps or copy_bandwidth_gbps()
     return result
 
 
-def _measure_compiled(task: Any, job: dict[str, Any], sets: list[list[Any]], flush: Any,
+def _measure_compiled(task: Any, job: BenchJob, sets: list[list[Any]], flush: Any,
                       knobs: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """Return the stats of ``torch.compile(Model)``, or ``None`` (with a note) when it fails or is off."""
     import torch
 
-    if not job.get("compile", True):
+    if not job.compile:
         return None
-    torch.manual_seed(job["seed"])
-    model = _build(task.Model, list(task.get_init_inputs()), job["seed"], torch_dtype(job["dtype"]))
+    torch.manual_seed(job.seed)
+    model = _build(task.Model, list(task.get_init_inputs()), job.seed, torch_dtype(job.dtype))
     try:
         return measure(torch.compile(model), sets, flush=flush, **knobs)
     except Exception as exc:  # a compile failure must not lose the eager timing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from pytest_kernelfalcon.child.runtime import (
     torch_dtype,
 )
 from pytest_kernelfalcon.core.handoff import UncarriableValue
+from pytest_kernelfalcon.core.protocol import AuditedJob, CandidateCase, CandidateJob, TrialInputs
 
 
-def audited_cases(jobdir: Path, job: dict[str, Any], cases: list[tuple[dict[str, Any], list[Any]]],
+def audited_cases(jobdir: Path, job: AuditedJob, cases: Sequence[tuple[CandidateCase, Sequence[Any]]],
                   run_trial: Any) -> dict[str, Any]:
     """Import the candidate under the run-time audit; per case construct it, then run each trial.
 
@@ -30,7 +32,7 @@ def audited_cases(jobdir: Path, job: dict[str, Any], cases: list[tuple[dict[str,
     Returns ``{"cases": [{"trials": [...]}], "audit", "timings", "error"}``.
     """
     pin_tf32_off()
-    audit = RunAudit(jobdir / "candidate.py", enabled=job["audit"], device=job["device"])
+    audit = RunAudit(jobdir / "candidate.py", enabled=job.audit, device=job.device)
     audit.install()
     timings = {"import_s": 0.0, "construct_s": 0.0, "run_s": 0.0}
     body: dict[str, Any] = {"cases": [], "audit": audit.report(), "timings": timings, "error": None}
@@ -38,7 +40,7 @@ def audited_cases(jobdir: Path, job: dict[str, Any], cases: list[tuple[dict[str,
         entry = import_entry(jobdir, job, audit, timings)
         for index, (built, trials) in enumerate(cases):
             start = time.perf_counter()
-            follow_constants(entry, built.get("constants"))
+            follow_constants(entry, built.constants)
             model = construct_candidate(entry, built, job, audit)
             timings["construct_s"] += time.perf_counter() - start
             kept: list[Any] = []
@@ -56,10 +58,10 @@ def audited_cases(jobdir: Path, job: dict[str, Any], cases: list[tuple[dict[str,
     return body
 
 
-def run_candidate(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_candidate(jobdir: Path, job: CandidateJob) -> dict[str, Any]:
     """Candidate mode: import, construct per case, run every trial under the run-time audit."""
     previous: dict[int, list[Any]] = {}  # per case: the last trial's inputs (address-reuse trials write into them)
-    return audited_cases(jobdir, job, [(case, case["trials"]) for case in job["cases"]],
+    return audited_cases(jobdir, job, [(case, case.trials) for case in job.cases],
                          lambda model, index, trial, audit, kept: _candidate_trial(
                              model, trial, job, audit, kept, previous, index))
 
@@ -107,7 +109,7 @@ def job_error(exc: BaseException, category: str, audit: RunAudit) -> JobError:
     return JobError(category, f"{prefix}{type(exc).__name__}: {exc}"[:2000], tb)
 
 
-def import_entry(jobdir: Path, job: dict[str, Any], audit: RunAudit, timings: dict[str, float]) -> Any:
+def import_entry(jobdir: Path, job: AuditedJob, audit: RunAudit, timings: dict[str, float]) -> Any:
     start = time.perf_counter()
     try:
         module = exec_file(jobdir / "candidate.py", "kf_candidate")
@@ -116,9 +118,9 @@ def import_entry(jobdir: Path, job: dict[str, Any], audit: RunAudit, timings: di
     finally:
         timings["import_s"] = time.perf_counter() - start
     audit.check_integrity("after import")
-    entry = getattr(module, job["entry"], None)
+    entry = getattr(module, job.entry, None)
     if not isinstance(entry, type):
-        raise JobError("compile_error", f"candidate.py defines no class {job['entry']!r}")
+        raise JobError("compile_error", f"candidate.py defines no class {job.entry!r}")
     return entry
 
 
@@ -141,13 +143,13 @@ def copy_state(model: Any, state: dict[str, Any]) -> dict[str, int]:
     return {"by_name": len(done), "by_order": len(pairs) - len(done), "unmatched": len(mine) - len(pairs)}
 
 
-def construct_candidate(entry: Any, case: dict[str, Any], job: dict[str, Any], audit: RunAudit) -> Any:
+def construct_candidate(entry: Any, case: CandidateCase, job: AuditedJob, audit: RunAudit) -> Any:
     import torch
 
     try:
-        torch.manual_seed(case["construct_seed"])
-        model = entry(*case["init_inputs"]).to(job["device"]).to(torch_dtype(job["dtype"]))
-        audit.state_copy = copy_state(model, case["state_dict"])
+        torch.manual_seed(case.construct_seed)
+        model = entry(*case.init_inputs).to(job.device).to(torch_dtype(job.dtype))
+        audit.state_copy = copy_state(model, case.state_dict)
     except BaseException as exc:
         raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
     return model
@@ -177,32 +179,32 @@ def reused_outputs(outputs: list[Any], kept: list[Any], inputs: list[Any] | None
     return [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]
 
 
-def end_trial(outputs: list[Any], seed: int, job: dict[str, Any], audit: RunAudit, kept: list[Any],
+def end_trial(outputs: list[Any], seed: int, job: AuditedJob, audit: RunAudit, kept: list[Any],
               keep: bool = True) -> None:
     """After a trial: poison its outputs, keep them alive (``keep``), recheck integrity."""
     import torch
 
-    if job["poison"]:
+    if job.poison:
         audit.poison(outputs)
     if keep:
         kept.extend(o for o in outputs if isinstance(o, torch.Tensor))
     audit.check_integrity(f"after trial seed {seed}")
 
 
-def _candidate_trial(model: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
+def _candidate_trial(model: Any, trial: TrialInputs, job: CandidateJob, audit: RunAudit,
                      kept: list[Any], previous: dict[int, list[Any]], index: int) -> dict[str, Any]:
     import torch
 
-    inputs = [x.to(job["device"], copy=True) if isinstance(x, torch.Tensor) else x for x in trial["inputs"]]
-    if trial.get("reuse_storage"):
+    inputs = [x.to(job.device, copy=True) if isinstance(x, torch.Tensor) else x for x in trial.inputs]
+    if trial.reuse_storage:
         inputs = reuse_storage(previous.get(index), inputs)
     previous[index] = inputs
-    outputs = candidate_forward(model, inputs, trial["seed"], audit)
+    outputs = candidate_forward(model, inputs, trial.seed, audit)
     try:
         host = audit.outputs_to_host(outputs)
     except UncarriableValue as exc:
         raise JobError("runtime_error", f"forward returned a value the checker cannot compare: {exc}") from exc
-    record = {"seed": trial["seed"], "outputs": host, "aliases": aliases(outputs, inputs),
-              "inputs_after": inputs_after(trial["inputs"], inputs), "reused": reused_outputs(outputs, kept, inputs)}
-    end_trial(outputs, trial["seed"], job, audit, kept)
+    record = {"seed": trial.seed, "outputs": host, "aliases": aliases(outputs, inputs),
+              "inputs_after": inputs_after(list(trial.inputs), inputs), "reused": reused_outputs(outputs, kept, inputs)}
+    end_trial(outputs, trial.seed, job, audit, kept)
     return record

@@ -1,9 +1,8 @@
 """Runs INSIDE a child process: build ``FusedModel``, run one forward with hooks, return subgraph specs.
 
-``run_extract_job(jobdir, job)`` is called by ``python -m pytest_kernelfalcon.child JOBDIR`` for
-``job["mode"] == "extract"``; what it returns is plain data (lists, dicts, str, int, float, bool,
-None). The job: ``{"mode": "extract", "task": file, "fused": file, "entry": "FusedModel",
-"construct_seed": int, "input_seed": int, "device": str}`` (files relative to the job directory).
+``run_extract_job(jobdir, job)`` runs an ``ExtractJob`` (``core.protocol``) for
+``python -m pytest_kernelfalcon.child JOBDIR``; what it returns is plain data (lists, dicts, str,
+int, float, bool, None).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.child.runtime import exec_file
+from pytest_kernelfalcon.core.protocol import ExtractJob
 
 PLAIN = (bool, int, float, str, type(None))
 VIEW_OPS = ("view", "reshape", "_reshape", "permute", "transpose", "t", "expand", "squeeze",
@@ -28,7 +28,7 @@ class ExtractError(Exception):
     """The fused model cannot be turned into specs; the message says why."""
 
 
-def run_extract_job(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_extract_job(jobdir: Path, job: ExtractJob) -> dict[str, Any]:
     """Run the extract job in ``jobdir`` and return ``{"error": None|{...}, "specs": [...], ...}``."""
     try:
         return {"error": None, **_extract(job, Path(jobdir))}
@@ -49,13 +49,13 @@ def subgraph_classes(module: Any, entry: str) -> list[type]:
             and obj.__module__ == module.__name__]
 
 
-def _extract(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
-    task = exec_file(jobdir / job["task"], "kf_extract_task")
-    fused = exec_file(jobdir / job["fused"], "kf_extract_fused")
-    entry = getattr(fused, job.get("entry", "FusedModel"), None)
+def _extract(job: ExtractJob, jobdir: Path) -> dict[str, Any]:
+    task = exec_file(jobdir / job.task, "kf_extract_task")
+    fused = exec_file(jobdir / job.fused, "kf_extract_fused")
+    entry = getattr(fused, job.entry, None)
     if not isinstance(entry, type):
-        raise ExtractError(f"the fused file defines no class {job.get('entry', 'FusedModel')}")
-    classes = subgraph_classes(fused, job.get("entry", "FusedModel"))
+        raise ExtractError(f"the fused file defines no class {job.entry}")
+    classes = subgraph_classes(fused, job.entry)
     if not classes:
         raise ExtractError("the fused file defines no subgraph classes (nn.Module classes besides FusedModel)")
     try:
@@ -63,11 +63,11 @@ def _extract(job: dict[str, Any], jobdir: Path) -> dict[str, Any]:
     except ExtractError:
         raise
     except Exception as exc:  # data-dependent control flow or an op without a meta kernel
-        real = _trace(task, entry, classes, job, job.get("device", "cpu"))
-        return {**real, "traced_on": job.get("device", "cpu"), "meta_error": f"{type(exc).__name__}: {exc}"}
+        real = _trace(task, entry, classes, job, job.device)
+        return {**real, "traced_on": job.device, "meta_error": f"{type(exc).__name__}: {exc}"}
 
 
-def _trace(task: Any, entry: type, classes: list[type], job: dict[str, Any], device: str) -> dict[str, Any]:
+def _trace(task: Any, entry: type, classes: list[type], job: ExtractJob, device: str) -> dict[str, Any]:
     import torch
 
     recorded: dict[int, list[Any]] = {}
@@ -76,10 +76,10 @@ def _trace(task: Any, entry: type, classes: list[type], job: dict[str, Any], dev
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__dict__["__init__"], recorded)  # type: ignore[misc]
     try:
-        torch.manual_seed(job["construct_seed"])
+        torch.manual_seed(job.construct_seed)
         with torch.device(device):
             init_inputs = list(task.get_init_inputs())
-            torch.manual_seed(job["construct_seed"])
+            torch.manual_seed(job.construct_seed)
             model = entry(*init_inputs)
     finally:
         for cls, init in originals.items():
@@ -146,7 +146,7 @@ def outermost(model: Any, classes: list[type]) -> list[tuple[str, Any]]:
 
 
 def _run_hooked(model: Any, task: Any, classes: list[type], recorded: dict[int, list[Any]],
-                job: dict[str, Any], device: str) -> dict[str, Any]:
+                job: ExtractJob, device: str) -> dict[str, Any]:
     import torch
 
     modules = outermost(model, classes)
@@ -158,7 +158,7 @@ def _run_hooked(model: Any, task: Any, classes: list[type], recorded: dict[int, 
     for path, module in modules:
         handles.append(module.register_forward_pre_hook(_enter(depth)))
         handles.append(module.register_forward_hook(_leave(depth, calls, path, recorded), with_kwargs=True))
-    torch.manual_seed(job["input_seed"])
+    torch.manual_seed(job.input_seed)
     with torch.device(device):
         inputs = list(task.get_inputs())
     outside = _OutsideOps(depth)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.child.runtime import JobError, goes_resident, run_then_exit, set_limits
+from pytest_kernelfalcon.core.protocol import JobRecord, ProtocolError, ReferenceJob, read_job
 
-# job mode -> (module, function(jobdir, job) -> result body); imported only when a job needs it
+# job mode -> (module, function(jobdir, job record) -> result body); imported only when a job needs it
 MODES: dict[str, tuple[str, str]] = {
     "reference": ("pytest_kernelfalcon.child.reference", "run_reference"),
     "candidate": ("pytest_kernelfalcon.child.candidate", "run_candidate"),
@@ -26,14 +27,14 @@ MODES: dict[str, tuple[str, str]] = {
 }
 
 
-def run_mode(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Run the job mode ``job["mode"]`` names and return its result body.
+def run_mode(jobdir: Path, job: JobRecord) -> dict[str, Any]:
+    """Run the job mode ``job.mode`` names and return its result body.
 
     A reference job at official shapes whose inputs exceed ``resident_above`` elements goes
     the resident way: summaries and probes, the tensors stay on the device.
     """
-    mode = job["mode"]
-    if mode == "reference" and goes_resident(jobdir, job):
+    mode = job.mode
+    if isinstance(job, ReferenceJob) and mode == "reference" and goes_resident(jobdir, job):
         mode = "resident_reference"
     entry = MODES.get(mode)
     if entry is None:
@@ -47,15 +48,27 @@ def run_job(jobdir: Path, nonce: str) -> None:
     """Run the job described by ``jobdir/job.pt`` and write ``jobdir/result.pt`` (with ``nonce``)."""
     import torch
 
-    job = torch.load(jobdir / "job.pt", map_location="cpu", weights_only=True)
+    threads = os.environ.get("KERNELFALCON_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores (a warm worker's torch
+        torch.set_num_threads(int(threads))  # was imported before this job's environment was set)
     try:
-        body = run_mode(jobdir, job)
+        body = run_mode(jobdir, _read(jobdir))
     except JobError as exc:
         body = {"error": {"category": exc.category, "message": exc.message, "traceback": exc.tb}}
     body.setdefault("error", None)
     tmp = jobdir / f".result-{nonce}.tmp"
     torch.save({"version": 1, "nonce": nonce, **body}, tmp)
     os.replace(tmp, jobdir / "result.pt")
+
+
+def _read(jobdir: Path) -> JobRecord:
+    """The job record of ``jobdir/job.pt`` (a malformed one is the harness's fault)."""
+    import torch
+
+    try:
+        return read_job(torch.load(jobdir / "job.pt", map_location="cpu", weights_only=True))
+    except ProtocolError as exc:
+        raise JobError("harness_error", f"job.pt: {exc}") from exc
 
 
 def _isolate(args: list[str], jobdir: Path, timeout: float) -> None:

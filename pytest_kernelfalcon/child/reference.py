@@ -5,6 +5,7 @@ The trial records written here are what the parent compares candidates against.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ from pytest_kernelfalcon.child.runtime import (
     short_error,
     torch_dtype,
 )
+from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
 from pytest_kernelfalcon.core.handoff import to_host
+from pytest_kernelfalcon.core.protocol import (
+    PlanFile,
+    PlanTrial,
+    ReferenceCase,
+    ReferenceJob,
+    ReferenceResult,
+)
 
 
 def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[Any]]:
@@ -40,16 +49,20 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     return outputs, clones
 
 
-def reference_trial(model: Any, get_inputs: Any, job: dict[str, Any], seed: int,
-                    transform: tuple[Any, ...], strong: bool = False, values: str = "task") -> dict[str, Any]:
-    """Run the reference on one seed's inputs (on clones) and return the trial record."""
-    dtype = torch_dtype(job["dtype"])
-    inputs = draw_inputs(get_inputs, seed, job["device"], dtype, transform)
+def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int, transform: tuple[Any, ...],
+                    strong: bool = False, values: str = "task",
+                    kept: list[tuple[list[Any], list[Any]]] | None = None) -> dict[str, Any]:
+    """Run the reference on one seed's inputs (on clones) and return the trial record; ``kept``
+    receives the (inputs, outputs) still on the device, for the low-signal probes."""
+    dtype = torch_dtype(job.dtype)
+    inputs = draw_inputs(get_inputs, seed, job.device, dtype, tuple(transform))
     outputs, clones = reference_forward(model, inputs, seed)
     host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
     host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
+    if kept is not None:
+        kept.append((inputs, outputs))
     record = {"seed": seed, "strong": strong, "values": values, "inputs": host_in, "outputs": host_out,
-              "inputs_after": inputs_after(host_in, clones), "aliases": aliases(outputs, clones)}
+              "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
     if values != "task":  # drawn values: how far the run dtype's own rounding goes there
         record["ref_error"] = float64_error(model, inputs, outputs, seed)
     return record
@@ -83,69 +96,87 @@ def float64_error(model: Any, inputs: list[Any], outputs: list[Any], seed: int) 
     return errors if len(errors) == len(outputs) else None
 
 
-def entry_trials(entry: dict[str, Any], job: dict[str, Any]) -> list[tuple[int, tuple[Any, ...], str]]:
-    """(seed, transform, value distribution) per trial of a plan: its own ``trials``, else the job's seeds."""
-    if "trials" in entry:
-        return [(int(t["seed"]), tuple(t["transform"]), str(t.get("values", "task"))) for t in entry["trials"]]
-    return [(seed, tuple(entry["transform"]), "task") for seed in job["seeds"]]
+def entry_trials(entry: PlanFile, job: ReferenceJob) -> list[PlanTrial]:
+    """The trials of a plan: its own ``trials``, else the job's seeds at the plan's transform."""
+    if entry.trials is not None:
+        return list(entry.trials)
+    return [PlanTrial(seed, entry.transform) for seed in job.seeds]
 
 
-def plain_trials(model: Any, get_inputs: Any, entry: dict[str, Any],
-                 job: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run a plan's trials: (records, dropped value draws).
+def plain_trials(model: Any, get_inputs: Any, entry: PlanFile, job: ReferenceJob,
+                 kept: list[tuple[list[Any], list[Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run a plan's trials: (records, dropped value draws); ``kept`` receives the task-valued trials'
+    device tensors (low-signal probes look at the task's own values only: value draws make trivial answers
+    pass, e.g. ReLU of negatives).
 
     A trial at drawn values (not the task's own) that the reference cannot run or that makes
     the reference non-finite is dropped and reported, never judged; at the task's values it fails the plan.
     """
     trials: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
-    for seed, transform, values in entry_trials(entry, job):
+    for trial in entry_trials(entry, job):
+        task_valued = trial.values == "task"
         try:
-            trials.append(reference_trial(model, get_inputs, job, seed, transform, values=values))
+            trials.append(reference_trial(model, get_inputs, job, trial.seed, trial.transform, values=trial.values,
+                                          kept=kept if task_valued else None))
         except Exception as exc:
-            if values == "task":
+            if task_valued:
                 raise
-            dropped.append({"seed": seed, "values": values, "error": short_error(exc)})
+            dropped.append({"seed": trial.seed, "values": trial.values, "error": short_error(exc)})
     if not trials:
         raise JobError("reference_error", "every value draw was dropped: " + "; ".join(d["error"] for d in dropped))
     return trials, dropped
 
 
-def build_reference(task: Any, job: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """Construct ``Model`` with the seeded init inputs on the job's device and dtype."""
+def _inputs_after(inputs: list[Any], host_in: list[Any], clones: list[Any]) -> list[Any]:
+    """Per input, None when forward left it unchanged (compared where it lives), else its host copy after."""
     import torch
 
-    seed = job["construct_seed"]
+    def same(a: Any, b: Any) -> bool:
+        return not isinstance(b, torch.Tensor) or (a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()))
+
+    if all(same(a, b) for a, b in zip(inputs, clones, strict=False)):
+        return [None] * len(host_in)
+    return inputs_after(host_in, clones)
+
+
+def build_reference(task: Any, seed: int, device: str, dtype: str) -> tuple[Any, list[Any]]:
+    """Construct ``Model`` with the init inputs drawn from ``seed`` on ``device`` in ``dtype``."""
+    import torch
+
     torch.manual_seed(seed)
     init_inputs = list(task.get_init_inputs())
     torch.manual_seed(seed)
-    model = task.Model(*init_inputs).to(job["device"]).to(torch_dtype(job["dtype"]))
+    model = task.Model(*init_inputs).to(device).to(torch_dtype(dtype))
     return model, init_inputs
 
 
-def reference_case(task: Any, entry: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCase:
     """Run the reference of one shape plan over every trial seed and return the case record."""
-    model, init_inputs = build_reference(task, job)
+    model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    strong_tf = tuple(job["strong"])
-    trials, dropped = plain_trials(model, task.get_inputs, entry, job)
+    kept: list[tuple[list[Any], list[Any]]] = []
+    trials, dropped = plain_trials(model, task.get_inputs, entry, job, kept)
+    probes = low_signal_probes(kept, tolerance_for(job.dtype))  # on the device, where the tensors are
+    del kept
     strong: list[dict[str, Any]] = []
-    plan = entry["plan"]
-    try:
-        if entry.get("strong", True):
-            strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job["strong_seeds"]]
-    except Exception as exc:  # strengthened inputs outside the task's domain: skip them
-        plan = {**plan, "strong_error": short_error(exc)}
-    return {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
-            "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)],
-            "state_dict": state,
-            "trials": trials, "strong_trials": strong, "dropped": dropped}
+    plan = entry.plan
+    # the strengthened trials are used only for a low-signal task; with one plan that is known here
+    if entry.strong and (probes or job.pick != "first_fit"):
+        try:
+            strong = [reference_trial(model, task.get_inputs, job, s, job.strong, True) for s in job.strong_seeds]
+        except Exception as exc:  # strengthened inputs outside the task's domain: skip them
+            plan = {**plan, "strong_error": short_error(exc)}
+    return ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
+                         init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
+                         state_dict=state, probes=tuple(probes),
+                         trials=tuple(trials), strong_trials=tuple(strong), dropped=tuple(dropped))
 
 
-def over_budget(task: Any, job: dict[str, Any]) -> str | None:
+def over_budget(task: Any, job: ReferenceJob) -> str | None:
     """Return why a plan's inputs exceed the job's numel budget (measured on meta), or None."""
-    budget = job.get("budget_numel")
+    budget = job.budget_numel
     if budget is None:
         return None
     numel = input_numel(task.get_inputs)
@@ -154,38 +185,39 @@ def over_budget(task: Any, job: dict[str, Any]) -> str | None:
     return f"inputs over budget ({numel} > {budget} elements)" if numel > budget else None
 
 
-def _plan_case(jobdir: Path, k: int, job: dict[str, Any]) -> dict[str, Any] | str:
-    plan = job["plans"][k]
-    task = exec_file(jobdir / plan["file"], f"kf_task_{k}")
-    exempt = job.get("last_exempt", True) and k == len(job["plans"]) - 1
+def _plan_case(jobdir: Path, k: int, job: ReferenceJob) -> ReferenceCase | str:
+    plan = job.plans[k]
+    task = exec_file(jobdir / plan.file, f"kf_task_{k}")
+    exempt = job.last_exempt and k == len(job.plans) - 1
     reason = None if exempt else over_budget(task, job)
     return reason if reason else reference_case(task, plan, job)
 
 
-def run_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded.
 
     Under ``each``, plans sharing a ``group`` are alternatives: the first that runs is kept.
     """
     pin_tf32_off()
-    cases: list[dict[str, Any]] = []
+    cases: list[ReferenceCase] = []
     discarded: list[dict[str, Any]] = []
     filled: set[Any] = set()  # groups (``each``) that have a case: their later alternatives are skipped
-    for k, plan in enumerate(job["plans"]):
-        if job["pick"] == "first_fit" and cases:
+    for k, plan in enumerate(job.plans):
+        if job.pick == "first_fit" and cases:
             break
-        if plan.get("group") is not None and plan["group"] in filled:
+        if plan.group is not None and plan.group in filled:
             continue
         try:
             case = _plan_case(jobdir, k, job)
         except Exception as exc:
             case = short_error(exc)
         if isinstance(case, str):
-            discarded.append({"plan": plan["plan"], "error": case})
+            discarded.append({"plan": plan.plan, "error": case})
         else:
             cases.append(case)
-            filled.add(plan.get("group"))
+            filled.add(plan.group)
     if not cases:
         raise JobError("reference_error", "reference failed on every shape plan: "
                        + "; ".join(d["error"] for d in discarded))
-    return {"cases": cases, "discarded": discarded}
+    probes = tuple(p for case in cases for p in case.probes)
+    return ReferenceResult(tuple(replace(c, probes=()) for c in cases), tuple(discarded), probes).to_wire()

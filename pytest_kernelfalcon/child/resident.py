@@ -1,23 +1,10 @@
 """The resident data path: inputs, reference outputs and the comparison stay on the device.
 
-Used for official shapes on CUDA, where a task's tensors are gigabytes (level1/19_ReLU:
-6.4 GB per input) and shipping them through files is what made a check take minutes.
-Both modes run inside an executor job process, as trusted code only (the candidate is
-never imported here):
-
-* ``resident_reference``: draw each trial's inputs on the device from its seed, run the
-  reference, check it is finite, track the low-signal probes on the device, and return a
-  summary without tensors (seeds, shapes, aliasing, mutation, probes).
-* ``resident``: the **comparer**. It loads the task copies and builds the reference, then
-  starts the candidate's process (``resident_candidate``) as the same uid with a pair of
-  private pipes, and makes itself non-dumpable (the candidate can neither ptrace nor read
-  it). Per trial it draws the same inputs, checks the candidate was given exactly those,
-  computes the reference, opens the candidate's outputs by CUDA IPC (same uid: across uids
-  the driver refuses the mapping) and reduces them to the judge's per-trial facts
-  (``compare.trial_facts``) on the device. Only facts go back to the parent.
-
-The reference outputs live on the device for the length of one candidate job (computed
-trial by trial: a task's official outputs for all trials do not fit beside a candidate's).
+Trusted code only (the candidate is never imported here). ``run_resident_reference``
+returns a reference summary without tensors (seeds, shapes, aliasing, mutation, probes);
+``run_resident`` is the comparer: it starts the candidate's process, checks the inputs it
+was given, computes the reference per trial and reduces the outputs to per-trial facts.
+How and why: docs/ARCHITECTURE.md ("The resident data path").
 """
 
 from __future__ import annotations
@@ -28,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +33,16 @@ from pytest_kernelfalcon.child.runtime import (
 from pytest_kernelfalcon.core import handoff
 from pytest_kernelfalcon.core.compare import identical, shapes_of, trial_context
 from pytest_kernelfalcon.core.handoff import to_host
-from pytest_kernelfalcon.core.protocol import signal_name
+from pytest_kernelfalcon.core.protocol import (
+    CANDIDATE_START_S,
+    ReferenceCase,
+    ReferenceJob,
+    ReferenceResult,
+    ResidentCase,
+    ResidentJob,
+    TrialDraw,
+    signal_name,
+)
 
 TAIL_CHARS = 600
 EXIT_WAIT_S = 5.0
@@ -62,28 +59,28 @@ def reference_outputs(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     return outputs, aliases(outputs, clones), [not _equal(c, x) for c, x in zip(clones, inputs, strict=True)]
 
 
-def _reference_trial(get_inputs: Any, model: Any, job: dict[str, Any], seed: int, transform: Any,
+def _reference_trial(get_inputs: Any, model: Any, job: ReferenceJob, seed: int, transform: Any,
                      strong: bool) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """Draw one trial's inputs on the device and run the reference: (inputs, outputs, summary without tensors)."""
-    inputs = draw_inputs(get_inputs, seed, job["device"], torch_dtype(job["dtype"]), tuple(transform))
+    inputs = draw_inputs(get_inputs, seed, job.device, torch_dtype(job.dtype), tuple(transform))
     outputs, al, mutated = reference_outputs(model, inputs, seed)
     return inputs, outputs, {"seed": seed, "strong": strong, "input_shapes": shapes_of(inputs),
                              "output_shapes": shapes_of(outputs), "aliases": al, "mutated": mutated}
 
 
-def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     """Reference mode of the resident path (one official plan): summaries and probes, no tensors."""
     from pytest_kernelfalcon.core.compare import ProbeTracker, tolerance_for
 
     pin_tf32_off()
-    entry = job["plans"][0]
+    entry = job.plans[0]
     try:
-        task = exec_file(jobdir / entry["file"], "kf_task_0")
-        model, init_inputs = build_reference(task, job)
-        tracker = ProbeTracker(tolerance_for(job["dtype"]))
+        task = exec_file(jobdir / entry.file, "kf_task_0")
+        model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
+        tracker = ProbeTracker(tolerance_for(job.dtype))
         trials = []
-        for seed in job["seeds"]:
-            inputs, outputs, summary = _reference_trial(task.get_inputs, model, job, seed, entry["transform"], False)
+        for seed in job.seeds:
+            inputs, outputs, summary = _reference_trial(task.get_inputs, model, job, seed, entry.transform, False)
             tracker.add(inputs, outputs)
             trials.append(summary)
             del inputs, outputs
@@ -92,18 +89,19 @@ def run_resident_reference(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         raise JobError("reference_error", f"reference failed on the official shapes: {short_error(exc)}") from exc
     tracker.previous = None
-    plan, strong = entry["plan"], []
+    plan, strong = entry.plan, []
     try:
-        for seed in job["strong_seeds"]:
-            strong.append(_reference_trial(task.get_inputs, model, job, seed, job["strong"], True)[2])
+        for seed in job.strong_seeds:
+            strong.append(_reference_trial(task.get_inputs, model, job, seed, job.strong, True)[2])
     except Exception as exc:  # strengthened inputs outside the task's domain: skip them
         plan, strong = {**plan, "strong_error": short_error(exc)}, []
-    case = {"plan": plan, "index": entry["index"], "construct_seed": job["construct_seed"],
-            "init_inputs": [to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)], "trials": trials, "strong_trials": strong}
+    case = ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
+                         init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
+                         trials=tuple(trials), strong_trials=tuple(strong))
     probes = tracker.found()
     del model, tracker
-    release_device_memory(job["device"])
-    return {"cases": [case], "discarded": [], "probes": probes}
+    release_device_memory(job.device)
+    return ReferenceResult((case,), (), tuple(probes), resident=True).to_wire()
 
 
 def release_device_memory(device: str) -> None:
@@ -174,8 +172,10 @@ class Shell:
     group (killed with us) and runs as our uid (CUDA IPC needs that).
     """
 
-    def __init__(self, jobdir: Path, deadline: float, preforked: Forked | None = None) -> None:
-        self.jobdir, self.deadline, self.start = jobdir, deadline, time.monotonic()
+    def __init__(self, jobdir: Path, limit_s: float, preforked: Forked | None = None) -> None:
+        self.jobdir, self.limit_s, self.start = jobdir, limit_s, time.monotonic()
+        self.deadline = self.start + CANDIDATE_START_S  # until ``ready``; then the candidate's own time limit
+        self.ready_s: float | None = None  # when it said ``ready`` (the candidate is loaded after that)
         self.first_s: float | None = None
         self.log = jobdir / "candidate.log"
         self.log.write_bytes(b"")
@@ -204,31 +204,59 @@ class Shell:
         os.close(from_shell_w)
 
     def recv(self) -> dict[str, Any]:
-        """The next message from the candidate's process."""
+        """The next message from the candidate's process (after its ``ready``, which starts its time limit)."""
+        if self.ready_s is None:
+            self._wait_ready()
         message = handoff.recv(self.from_shell, self.deadline)
         if self.first_s is None:
             self.first_s = self.elapsed()
         return message
+
+    def _wait_ready(self) -> None:
+        """Wait for ``ready``: its process started (imports, task copies), no candidate code ran yet."""
+        message = handoff.recv(self.from_shell, self.deadline)
+        if message.get("type") != "ready":
+            raise handoff.HandoffError(f"expected ready, got {str(message)[:120]}")
+        self.ready_s = self.elapsed()
+        self.deadline = time.monotonic() + self.limit_s
 
     def ack(self) -> None:
         """Tell the candidate's process the comparer is done with what it showed."""
         handoff.send(self.to_shell, {"type": "ack"})
 
     def failure(self, exc: handoff.HandoffError) -> dict[str, str]:
-        """Return the job error for a candidate process that stopped talking (ended, hung, or broke the protocol)."""
-        if time.monotonic() >= self.deadline:
+        """Return the job error for a candidate process that stopped talking (ended, hung, or broke the protocol).
+
+        Judged by cause, never by the clock: a process that ended (a signal, an exit) is a ``crash``
+        however late it is noticed; ``timeout`` only when it was still running at its time limit and
+        is killed here (or the CPU limit's SIGXCPU ended it). Before ``ready`` no candidate code ran,
+        so a failure then is the harness's or the machine's.
+        """
+        code = self.proc.poll()
+        if code is None and isinstance(exc, handoff.HandoffDeadline):
             self.kill()
-            return {"category": "timeout", "message": f"candidate killed after {self.elapsed():.1f}s (time limit)"}
-        try:
-            code = self.proc.wait(EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return {"category": "crash", "message": f"candidate broke the handoff protocol: {exc}; {self.tail()}"}
+            if self.ready_s is None:
+                return {"category": "harness_error", "message": f"the candidate's process did not start within "
+                                                                f"{CANDIDATE_START_S:.0f}s (machine overloaded?); {self.tail()}"}
+            return {"category": "timeout",
+                    "message": f"candidate killed after {self.elapsed() - self.ready_s:.1f}s (time limit)"}
+        if code is None:
+            try:
+                code = self.proc.wait(EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return self._blamed("crash", f"candidate broke the handoff protocol: {exc}; {self.tail()}")
         if code < 0:
             how = f"candidate process killed by {signal_name(-code)}"
         else:
             how = f"candidate process exited with code {code} before finishing ({exc})"
-        return {"category": "timeout" if code == -signal.SIGXCPU else "crash", "message": f"{how}; {self.tail()}"}
+        return self._blamed("timeout" if code == -signal.SIGXCPU else "crash", f"{how}; {self.tail()}")
+
+    def _blamed(self, category: str, message: str) -> dict[str, str]:
+        if self.ready_s is None:
+            return {"category": "harness_error", "message": f"the candidate's process failed before loading the "
+                                                            f"candidate: {message}"}
+        return {"category": category, "message": message}
 
     def elapsed(self) -> float:
         """Seconds since the candidate's process started."""
@@ -274,24 +302,24 @@ def _ints(values: Any, count: int) -> list[int]:
 class Comparer:
     """Serves one candidate job: per trial, checks the inputs, computes the reference, reduces to facts."""
 
-    def __init__(self, jobdir: Path, job: dict[str, Any]) -> None:
+    def __init__(self, jobdir: Path, job: ResidentJob) -> None:
         from pytest_kernelfalcon.core.compare import tolerance_for
 
-        self.job, self.device = job, job["device"]
-        self.tol, self.dtype = tolerance_for(job["dtype"]), torch_dtype(job["dtype"])
+        self.job, self.device = job, job.device
+        self.tol, self.dtype = tolerance_for(job.dtype), torch_dtype(job.dtype)
         self.tamper: list[str] = []
         self.cases = []
-        for k, case in enumerate(job["cases"]):
-            task = exec_file(jobdir / case["file"], f"kf_task_{k}")
-            model, _ = build_reference(task, {**job, "construct_seed": case["construct_seed"]})
+        for k, case in enumerate(job.cases):
+            task = exec_file(jobdir / case.file, f"kf_task_{k}")
+            model, _ = build_reference(task, case.construct_seed, job.device, job.dtype)
             self.cases.append((task.get_inputs, model, case))
-        self.trials = sum(len(case["trials"]) for case in job["cases"])
+        self.trials = sum(len(case.trials) for case in job.cases)
 
     def serve(self, shell: Shell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Run every trial with the candidate's process; return (facts, its ``done`` message)."""
         facts: list[dict[str, Any]] = []
         for get_inputs, model, case in self.cases:
-            for trial in case["trials"]:
+            for trial in case.trials:
                 message = shell.recv()
                 if message.get("type") == "done":
                     return facts, message
@@ -301,12 +329,12 @@ class Comparer:
                 facts.append(found)
         return facts, shell.recv()
 
-    def _trial(self, shell: Shell, message: dict[str, Any], get_inputs: Any, model: Any, case: dict[str, Any],
-               trial: dict[str, Any]) -> dict[str, Any]:
+    def _trial(self, shell: Shell, message: dict[str, Any], get_inputs: Any, model: Any, case: ResidentCase,
+               trial: TrialDraw) -> dict[str, Any]:
         from pytest_kernelfalcon.core.compare import trial_facts
 
-        seed = trial["seed"]
-        mine = draw_inputs(get_inputs, seed, self.device, self.dtype, tuple(trial["transform"]))
+        seed = trial.seed
+        mine = draw_inputs(get_inputs, seed, self.device, self.dtype, trial.transform)
         _expect(message, "inputs", seed, len(mine))
         shown = [handoff.open_value(d, self.device) for d in message["inputs"]]
         if not all(_equal(a, b) for a, b in zip(shown, mine, strict=True)):
@@ -322,8 +350,8 @@ class Comparer:
             raise handoff.HandoffError("bad outputs list")
         got = [self._on_device(handoff.open_value(d, self.device)) for d in message["outputs"]]
         after = [handoff.open_value(d, self.device) for d in message["inputs"]]
-        found = trial_facts(ref, got, self.tol, bool(trial["strong"]))
-        found.update(seed=seed, context=trial_context(seed, bool(trial["strong"]), case["plan"], mine), ref_aliases=ref_aliases,
+        found = trial_facts(ref, got, self.tol, trial.strong)
+        found.update(seed=seed, context=trial_context(seed, trial.strong, case.plan, mine), ref_aliases=ref_aliases,
                      aliases=_ints(message.get("aliases"), len(got)), reused=_ints(message.get("reused"), len(got)),
                      mutated=[not _equal(self._on_device(a), x) for a, x in zip(after, mine, strict=True)],
                      ref_mutated=ref_mutated)
@@ -342,11 +370,10 @@ class Comparer:
             torch.cuda.synchronize()
 
 
-def _shell_job(job: dict[str, Any]) -> dict[str, Any]:
-    keep = ("entry", "device", "dtype", "audit", "poison")
-    return {"version": 1, "mode": "shell", **{k: job[k] for k in keep},
-            "cases": [{"file": c["file"], "construct_seed": c["construct_seed"], "trials": c["trials"]}
-                      for c in job["cases"]]}
+def _shell_job(job: ResidentJob) -> dict[str, Any]:
+    """The candidate's process's job: the comparer's own, without the plans."""
+    cases = tuple(replace(c, plan={}) for c in job.cases)
+    return replace(job, mode="shell", cases=cases).to_wire()
 
 
 def _done_report(done: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +387,7 @@ def _done_report(done: dict[str, Any]) -> dict[str, Any]:
     return {"audit": audit, "timings": times, "error": error}
 
 
-def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
+def run_resident(jobdir: Path, job: ResidentJob) -> dict[str, Any]:
     """Comparer mode: serve one candidate job and return its facts, audit and timings (no tensors)."""
     import torch
 
@@ -369,10 +396,9 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     global preforked
 
     pin_tf32_off()
-    deadline = time.monotonic() + float(job["timeout_s"])
     torch.save(_shell_job(job), jobdir / "shell.pt")
     isolation.protect_process()
-    shell, preforked = Shell(jobdir, deadline, preforked), None  # it starts while the comparer builds
+    shell, preforked = Shell(jobdir, float(job.timeout_s), preforked), None  # it starts while the comparer builds
     try:
         start = time.monotonic()
         comparer = _comparer(jobdir, job)
@@ -389,13 +415,14 @@ def run_resident(jobdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     finally:
         shell.close()
     comparer.cases.clear()
-    release_device_memory(job["device"])
+    release_device_memory(job.device)
     report["audit"] = {**report["audit"], "tamper": list(report["audit"].get("tamper", [])) + comparer.tamper}
-    report["timings"].update(shell_s=shell.elapsed(), shell_first_s=shell.first_s or 0.0, comparer_setup_s=setup_s)
+    report["timings"].update(shell_s=shell.elapsed(), shell_ready_s=shell.ready_s or 0.0,
+                             shell_first_s=shell.first_s or 0.0, comparer_setup_s=setup_s)
     return {"facts": facts, **report}
 
 
-def _comparer(jobdir: Path, job: dict[str, Any]) -> Comparer:
+def _comparer(jobdir: Path, job: ResidentJob) -> Comparer:
     try:
         return Comparer(jobdir, job)
     except JobError:

@@ -1,21 +1,11 @@
 """The candidate's process on the resident data path (untrusted once the candidate is imported).
 
-``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD`` is started by
-the resident comparer (``resident.py``), as the same uid, with a pair of pipes. Before the
-candidate is imported it loads the task copies, builds the reference state per case (the
-comparer builds the same from the same seed), and installs the run-time audit. Per trial
-it draws the inputs on the device from the trial seed, shows them to the comparer, runs
-forward under the audit, checks for side-stream work on the device, and hands the
-outputs and the inputs after forward to the comparer (by CUDA IPC, no copy), waiting
-until the comparer is done with them. Nothing here compares: the comparer does.
-
-On a warm worker the process is not started with ``python -m`` (3-4 s of imports) but
-forked (``prefork``) by the job process (or the ``once`` worker) after its imports and
-before its CUDA context and its request. The fork waits, holding only its pipes
-(stdin/stdout/stderr on /dev/null, every other fd closed), for ``arm`` (the worker's job
-request without its nonce, to enter the same isolation as the job) and ``go`` (the job
-dir, from the comparer), then runs as above. A closed pipe or anything else before
-``go`` ends it.
+``python -m pytest_kernelfalcon.child.resident_candidate JOBDIR READ_FD WRITE_FD``, or forked
+ahead by a warm job process (``prefork``: it waits for ``arm`` and ``go``). It loads the task
+copies and the reference state before importing the candidate, says ``ready`` (the
+candidate's time limit starts there: imports and task copies are the harness's time), then per trial shows its
+inputs to the comparer, runs forward under the run-time audit and hands the outputs over
+(CUDA IPC). Nothing here compares: the comparer does (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -45,6 +35,7 @@ from pytest_kernelfalcon.child.runtime import (
     torch_dtype,
 )
 from pytest_kernelfalcon.core import handoff
+from pytest_kernelfalcon.core.protocol import CandidateCase, ResidentJob, TrialDraw
 
 KEEP_BYTES = 4 << 30  # earlier outputs kept alive (storage-reuse check) while under this many bytes
 ACK_S = 600.0
@@ -65,59 +56,68 @@ def _expect_ack(rfd: int) -> None:
         raise handoff.HandoffError("expected an ack")
 
 
-def load_cases(jobdir: Path, job: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+def load_cases(jobdir: Path, job: ResidentJob) -> list[tuple[Any, CandidateCase]]:
     """Load every task copy and build its reference state, before any candidate code runs."""
     loaded = []
-    for k, case in enumerate(job["cases"]):
+    for k, case in enumerate(job.cases):
         name = f"kf_task_{k}"
-        task = exec_file(jobdir / case["file"], name)
-        model, init_inputs = build_reference(task, {**job, "construct_seed": case["construct_seed"]})
+        task = exec_file(jobdir / case.file, name)
+        model, init_inputs = build_reference(task, case.construct_seed, job.device, job.dtype)
         state = {key: v.detach().clone() for key, v in model.state_dict().items()}
         del model
         sys.modules.pop(name, None)
-        loaded.append((task.get_inputs, {"construct_seed": case["construct_seed"], "init_inputs": init_inputs,
-                                         "state_dict": state, "constants": case.get("constants")}))
+        loaded.append((task.get_inputs, CandidateCase(case.construct_seed, tuple(init_inputs), state, (),
+                                                      constants=case.constants)))
     return loaded
 
 
-def run_trial(model: Any, get_inputs: Any, trial: dict[str, Any], job: dict[str, Any], audit: RunAudit,
+def run_trial(model: Any, get_inputs: Any, trial: TrialDraw, job: ResidentJob, audit: RunAudit,
               kept: list[Any], fds: tuple[int, int], previous: list[Any] | None = None) -> list[Any]:
     """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned; returns the inputs."""
     rfd, wfd = fds
-    inputs = draw_inputs(get_inputs, trial["seed"], job["device"], torch_dtype(job["dtype"]),
-                         tuple(trial["transform"]))
-    if trial.get("reuse_storage"):
+    inputs = draw_inputs(get_inputs, trial.seed, job.device, torch_dtype(job.dtype), trial.transform)
+    if trial.reuse_storage:
         inputs = reuse_storage(previous, inputs)
-    handoff.send(wfd, {"type": "inputs", "seed": trial["seed"], "inputs": [handoff.describe(x) for x in inputs]})
+    handoff.send(wfd, {"type": "inputs", "seed": trial.seed, "inputs": [handoff.describe(x) for x in inputs]})
     _expect_ack(rfd)
-    outputs = candidate_forward(model, inputs, trial["seed"], audit)
+    outputs = candidate_forward(model, inputs, trial.seed, audit)
     audit.check_side_stream(outputs)
-    handoff.send(wfd, {"type": "outputs", "seed": trial["seed"], "outputs": [handoff.describe(o) for o in outputs],
+    handoff.send(wfd, {"type": "outputs", "seed": trial.seed, "outputs": [handoff.describe(o) for o in outputs],
                        "inputs": [handoff.describe(x) for x in inputs], "aliases": aliases(outputs, inputs),
                        "reused": reused_outputs(outputs, kept, inputs)})
     _expect_ack(rfd)
-    end_trial(outputs, trial["seed"], job, audit, kept,
+    end_trial(outputs, trial.seed, job, audit, kept,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
     return inputs
+
+
+def preload() -> None:
+    """Import what a warm worker's fork holds imported already (started with ``python -m``, this is ours to do,
+    not the candidate's time)."""
+    import torch._dynamo  # noqa: F401  (the run-time audit imports it)
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
 
 
 def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     """Run every case and trial of ``jobdir/shell.pt`` and end with a ``done`` message."""
     import torch
 
-    job = torch.load(jobdir / "shell.pt", map_location="cpu", weights_only=True)
+    job = ResidentJob.from_wire(torch.load(jobdir / "shell.pt", map_location="cpu", weights_only=True))
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
-    cases = [(built, case["trials"]) for (_, built), case in zip(loaded, job["cases"], strict=True)]
+    cases = [(built, case.trials) for (_, built), case in zip(loaded, job.cases, strict=True)]
     previous: dict[int, list[Any]] = {}  # per case: the last trial's inputs (address-reuse trials write into them)
 
-    def trial(model: Any, index: int, trial: dict[str, Any], audit: RunAudit, kept: list[Any]) -> None:
+    def trial(model: Any, index: int, trial: TrialDraw, audit: RunAudit, kept: list[Any]) -> None:
         inputs = run_trial(model, loaded[index][0], trial, job, audit, kept, fds, previous.pop(index, None))
         trials = cases[index][1]
         at = next(k for k, t in enumerate(trials) if t is trial)
-        if at + 1 < len(trials) and trials[at + 1].get("reuse_storage"):  # official inputs are large: keep
+        if at + 1 < len(trials) and trials[at + 1].reuse_storage:  # official inputs are large: keep
             previous[index] = inputs  # only an address-reuse trial's predecessor alive
 
+    preload()
+    handoff.send(fds[1], {"type": "ready"})  # the candidate's time limit starts now: its code runs from here
     body = audited_cases(jobdir, job, cases, trial)
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
                           "error": body["error"]})

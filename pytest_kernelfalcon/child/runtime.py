@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.core.handoff import to_host
-from pytest_kernelfalcon.core.protocol import FILE_LIMIT
+from pytest_kernelfalcon.core.protocol import FILE_LIMIT, ReferenceJob
 
 
 class JobError(Exception):
@@ -146,11 +146,11 @@ def run_then_exit(body: Any) -> None:
     os._exit(code)
 
 
-def goes_resident(jobdir: Path, job: dict[str, Any]) -> bool:
+def goes_resident(jobdir: Path, job: ReferenceJob) -> bool:
     """Whether an official-shape job's inputs (measured on meta) exceed ``resident_above`` elements."""
-    above = job.get("resident_above")
-    if above is None or len(job["plans"]) != 1:
+    above = job.resident_above
+    if above is None or len(job.plans) != 1:
         return False
-    numel = input_numel(exec_file(jobdir / job["plans"][0]["file"], "kf_task_size").get_inputs)
+    numel = input_numel(exec_file(jobdir / job.plans[0].file, "kf_task_size").get_inputs)
     sys.modules.pop("kf_task_size", None)
     return numel is not None and numel > above

@@ -1,32 +1,10 @@
 """A long-lived worker of ``WarmExecutor``: imports torch and triton once, then runs jobs.
 
-``python -m pytest_kernelfalcon.child.warm_worker --mode fork|once --device cpu|cuda``, started
-by the harness with an already scrubbed environment in its own session. It imports the
-heavy modules, writes ``ready <pid>`` and reads one JSON request per line on stdin:
-``{"workdir", "timeout_s", "nonce", "env", "log_dir", "uid", "policy"}``.
-
-* ``fork`` (the default, CPU and CUDA): the worker itself never touches CUDA. It keeps
-  one job process forked ahead (``fork_waiting``: cheap, the imports are shared
-  copy-on-write) that gets ready while it waits for its request (``prepare``: it forks
-  the candidate's process a resident job would use, then on CUDA creates its own CUDA
-  context, about 0.4 s on an H100, off the critical path). For each request the worker
-  hands the line to that process, writes ``started <pid>``, forks the next one, waits
-  (or kills the job when stdin closes or says ``k``), reaps every other descendant (it
-  is their subreaper, so a double fork or a ``setsid`` does not escape) and writes
-  ``exited <returncode>`` (negative: a signal). A context poisoned by an illegal address
-  dies with its job process. A process forked ahead may hold earlier requests in its
-  memory (their nonces are spent), never its own.
-* ``once``: it runs the request itself (after ``started <pid>``) and exits: one exec'd
-  process per job (``prepare`` runs before ``ready``), for comparison.
-
-The candidate's process of a resident job (``resident_candidate.prefork``) is forked
-before the job's request arrives and before any CUDA context: armed with the request
-(less its nonce), it enters the same isolation; unused, it is killed with its job.
-
-The job process: its own session, stdout/stderr to ``log_dir``, stdin from /dev/null,
-cwd = the job dir, ``os.environ`` = the request's scrubbed environment, then
-``isolation.enter`` (rlimits, network namespace, uid switch), then ``child.run_job``,
-and ``os._exit`` (no atexit hooks of loaded code).
+``python -m pytest_kernelfalcon.child.warm_worker --mode fork|once --device cpu|cuda`` reads
+one JSON request per line on stdin and answers ``ready``, ``started <pid>`` and
+``exited <returncode>``. ``fork`` keeps one job process forked ahead and reaps everything a
+job left; ``once`` runs one request itself. The protocol and the job process's setup are in
+docs/ARCHITECTURE.md ("The warm executor").
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pytest_kernelfalcon.reports.report import (
     build_report,
     load_report,
     outcomes_of,
+    plot_note,
     summary_tables,
     write_report,
 )
@@ -118,6 +119,8 @@ def merge(output: str, paths: Sequence[str]) -> int:
     merged = merge_reports([load_report(p) for p in paths])
     written = write_report(output, merged)
     print(f"merged {len(paths)} report(s), {len(merged['tasks'])} task(s): {', '.join(map(str, written))}")
+    if (note := plot_note(written)) is not None:
+        print(note)
     return 0
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +13,7 @@ from pytest_kernelfalcon.core.verdict import Verdict
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import CheckOptions
+    from pytest_kernelfalcon.executor.base import Executor
 
 
 EXIT_CODES = """exit codes:
@@ -22,7 +21,6 @@ EXIT_CODES = """exit codes:
   1  the candidate was rejected (the verdict's category says why)
   2  bad usage: an option, an unreadable or malformed task or candidate file, an impossible device
   3  harness error: the harness or the machine failed (e.g. a missing package), not the candidate"""
-JOB_CANDIDATE = re.compile(r"\bcandidate\.py\b")
 
 
 class _UsageError(Exception):
@@ -63,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: for official inputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
+    p.add_argument("--executor", choices=("cold", "warm", "prestart"), default="prestart",
+                   help="cold: a fresh Python per job; warm: one pre-imported worker forks each job (its next "
+                        "job process, CUDA context included, starts while the reference runs); prestart: two "
+                        "single-use workers start importing torch at once, in the background")
+    p.add_argument("--reference-cache", default="auto", metavar="DIR|auto|off",
+                   help="keep reference runs in DIR for later checks of the same task (content-addressed; "
+                        "auto: ~/.cache/kernelfalcon/references, only where candidates run as another uid, "
+                        "i.e. as root; a DIR given is used even where a candidate could read it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -98,13 +104,16 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,
-                        data_path=args.data_path)
+                        data_path=args.data_path, reference_cache=args.reference_cache or "off")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kernelfalcon verify``; return 0 accepted, 1 rejected, 2 bad usage, 3 harness error."""
+    import time
+
     from pytest_kernelfalcon.checker.checker import verify_candidate
 
+    started_at = time.time()  # the benchmark's process start ends here
     try:
         args = build_parser().parse_args(argv)
         _check_files(args.task, args.candidate)
@@ -115,14 +124,45 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    verdict = _in_user_terms(verify_candidate(args.task, args.candidate, options), args.candidate)
+    _bound_own_threads()
+    executor = _executor(args.executor, options)
+    try:
+        verdict = verify_candidate(args.task, args.candidate, options, executor).naming(str(args.candidate))
+    finally:
+        executor.close()
     if args.json:
-        print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate)}))
+        print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate),
+                          "cli_started_at": started_at}))
     else:
         print(summary(verdict, args.task, args.candidate))
     if verdict.category is not None and verdict.category.value == "harness_error":
         return 3
     return 0 if verdict.passed else 1
+
+
+def _bound_own_threads() -> None:
+    """The comparison runs here: take this command's share of the cores, as its children do."""
+    import torch
+
+    from pytest_kernelfalcon.executor.threads import thread_share
+
+    torch.set_num_threads(thread_share())
+
+
+def _executor(kind: str, options: CheckOptions) -> Executor:
+    """The jobs' executor; as root each job runs as its own uid (as the plugin's warm workers do), which
+    also keeps the reference cache out of a candidate's reach."""
+    from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
+
+    if kind in ("warm", "prestart"):
+        from pytest_kernelfalcon.executor.warm import WarmExecutor
+
+        if kind == "prestart":
+            return WarmExecutor(pool_size=1, device=options.device, gpu=options.gpu, mode="once", spares=1)
+        return WarmExecutor(pool_size=1, device=options.device, gpu=options.gpu)
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
+
+    return ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
 
 
 def _check_files(task: Path, candidate: Path) -> None:
@@ -135,10 +175,6 @@ def _check_files(task: Path, candidate: Path) -> None:
     if problem is not None:
         raise _UsageError(problem)
 
-
-def _in_user_terms(verdict: Verdict, candidate: Path) -> Verdict:
-    """The verdict with the job's ``candidate.py`` named as the user's file (``my_kernel.py:12``)."""
-    return dataclasses.replace(verdict, detail=JOB_CANDIDATE.sub(str(candidate), verdict.detail))
 
 
 def _cuda_available() -> bool:

@@ -37,6 +37,10 @@ class HandoffError(Exception):
     """The other side broke the protocol, went away, or missed the deadline."""
 
 
+class HandoffDeadline(HandoffError):
+    """Nothing came before the deadline (and the other side had not closed the channel)."""
+
+
 class UncarriableValue(TypeError):
     """A value of a type the hand-over cannot carry (the message names the type and where)."""
 
@@ -92,12 +96,11 @@ def send(fd: int, message: dict[str, Any]) -> None:
 
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:
     chunks, left = [], size
-    while left:
-        wait = deadline - time.monotonic()
-        if wait <= 0:
-            raise HandoffError("no message before the deadline")
-        ready, _, _ = select.select([fd], [], [], wait)
+    while left:  # what already came (bytes or the end) is read before the clock is looked at
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
+            if time.monotonic() >= deadline:
+                raise HandoffDeadline("no message before the deadline")
             continue
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:

@@ -177,6 +177,15 @@ class ShapePlan:
         return {"kind": self.kind, "overrides": self.as_dict(), "values": self.values.describe()}
 
 
+def described_plan(found: Mapping[str, Any]) -> ShapePlan:
+    """The ``ShapePlan`` of a ``ShapePlan.describe()`` (a stored reference's plans are rebuilt from these)."""
+    values = dict(found.get("values") or {})
+    dist = ValueDist(str(values.get("name", "task")), float(values.get("scale", 1.0)),
+                     float(values.get("shift", 0.0)), str(values.get("mode", "affine")))
+    return ShapePlan(str(found["kind"]), {str(k): int(v) for k, v in dict(found.get("overrides") or {}).items()},
+                     dist)
+
+
 def official_plan() -> ShapePlan:
     """Return the plan that keeps the task's own sizes and values."""
     return ShapePlan("official")

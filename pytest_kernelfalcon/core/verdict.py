@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+# the checker's copy of the candidate in a message: bare, or under its job directory (kf-cand-*)
+JOB_CANDIDATE = re.compile(r"""(?:[^\s"']*/kf-cand-[^/\s"']+/|(?<![\w./-]))candidate\.py\b""")
 
 
 class Category(str, Enum):
@@ -76,3 +80,7 @@ class Verdict:
     def failed(cls, category: Category, detail: str, **extra: Any) -> Verdict:
         """Return a failing verdict of ``category``."""
         return cls(passed=False, category=category, detail=detail, **extra)
+
+    def naming(self, candidate: str) -> Verdict:
+        """The verdict with the job's copy ``candidate.py`` named as the user's file (``my_kernel.py:12``)."""
+        return dataclasses.replace(self, detail=JOB_CANDIDATE.sub(lambda _: candidate, self.detail))

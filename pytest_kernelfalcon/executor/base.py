@@ -80,6 +80,9 @@ def scrubbed_env(base: dict[str, str], job: Job) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    from pytest_kernelfalcon.executor.threads import bound_threads
+
+    bound_threads(env)  # several checks on one machine share its cores instead of oversubscribing them
     if job.device == "cpu":
         env["TRITON_INTERPRET"] = "1"
         env["CUDA_VISIBLE_DEVICES"] = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,8 @@ class ColdExecutor:
                 _send_nonce(proc, nonce)
                 how = _wait(proc, job.timeout_s, cancel)
                 kill_group(proc)
+                if proc.returncode != -signal.SIGKILL:  # it ended by itself before the kill landed
+                    how = "exited"
                 self._release(iso_args, uid)
             wall = time.monotonic() - start
             tail = read_tail(err_path)

@@ -1,25 +1,9 @@
 """``WarmExecutor``: checker jobs on pre-started workers that already imported torch and triton.
 
-Design (measured in ``benchmarks/executor.py``):
-
-* **CPU: a fork server.** Each of ``pool_size`` workers (``warm_worker --mode fork``)
-  imports torch, triton and torch._dynamo once, then forks one job process per job. The
-  fork costs milliseconds, and every job still gets its own process (a clean module
-  namespace, fresh memory, its own pid, session and uid), so nothing leaks between
-  candidates and a crash kills only the job process. The worker is the subreaper of its
-  jobs and kills and reaps everything a job left, so no orphan or zombie survives it.
-* **CUDA: the same fork server.** The worker never initialises CUDA; the job process
-  it keeps forked ahead creates its own context while it waits for its request, so the
-  context is ready when the job comes and dies with the job (a context poisoned by an
-  illegal address cannot be cleaned, and is not: its process ends). ``mode="once"``
-  (pre-spawned single-use workers, ``pool_size + spares`` of them started in the
-  background, ~9 s each on the H100 machine) is kept to compare.
-
-The harness owns every deadline: on timeout or cancel it tells the worker to kill the
-job (``k`` on its stdin; the worker has not reaped the pid, so it cannot be reused),
-kills everything of the job's uid when running as root, and replaces a worker that does
-not answer. A job that broke its process gives the same ``JobResult`` as
-``ColdExecutor``. Worker start failures fall back to ``ColdExecutor`` for that job.
+A pool of ``child.warm_worker`` processes per (device, isolation) forks one process per job,
+so every job still gets a fresh process; the harness owns every deadline, kills and
+replaces workers, and gives the same ``JobResult`` as ``ColdExecutor`` (its fallback when a
+worker cannot start). Design: docs/ARCHITECTURE.md ("The warm executor").
 """
 
 from __future__ import annotations
@@ -31,6 +15,7 @@ import queue
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,17 +62,20 @@ class LineReader:
         self.fd, self.buffer = fd, b""
 
     def readline(self, deadline: float, cancel: threading.Event | None = None) -> str | None:
-        """Return the next line, ``""`` at EOF, or None when the deadline passes or cancel is set."""
+        """Return the next line, ``""`` at EOF, or None when the deadline passes or cancel is set.
+
+        What already came is read before the clock is looked at: a reader scheduled late on a
+        loaded machine still gets the line written in time."""
         while b"\n" not in self.buffer:
-            if (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
-                return None
-            ready, _, _ = select.select([self.fd], [], [], POLL_S if cancel is not None else
-                                        max(0.0, min(1.0, deadline - time.monotonic())))
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, min(
+                POLL_S if cancel is not None else 1.0, deadline - time.monotonic())))
             if ready:
                 chunk = os.read(self.fd, 4096)
                 if not chunk:
                     return ""
                 self.buffer += chunk
+            elif (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
+                return None
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode("utf-8", "replace")
 
@@ -145,7 +133,10 @@ class Worker:
         return int((line or "").split()[1])
 
     def finish(self, deadline: float, cancel: threading.Event | None) -> tuple[str, int | None]:
-        """Wait for the job's end: ("exited", rc), ("timeout"|"cancelled", None); kill on the latter."""
+        """Wait for the job's end: ("exited", rc), ("timeout"|"cancelled", None); kill on the latter.
+
+        "timeout" and "cancelled" mean that this kill ended the job: one that ended by itself
+        before the kill landed (its code is not SIGKILL's) is "exited" with its own code."""
         if self.key.mode == "once":
             return self._finish_once(deadline, cancel)
         line = self.reader.readline(deadline, cancel)
@@ -155,7 +146,8 @@ class Worker:
             line = self.reader.readline(time.monotonic() + KILL_GRACE_S)
             if not (line or "").startswith("exited"):
                 raise WorkerLost("worker did not answer after the kill", True)
-            return how, None
+            code = int((line or "").split()[1])
+            return (how, None) if code == -signal.SIGKILL else ("exited", code)
         if not line.startswith("exited "):
             raise WorkerLost(f"worker died during the job (said {line!r})", True)
         return "exited", int(line.split()[1])

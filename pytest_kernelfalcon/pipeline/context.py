@@ -27,17 +27,22 @@ EventSink = Callable[[dict[str, Any]], None]
 
 
 class HarnessFailure(Exception):
-    """The harness or the machine failed (not the candidate): the task stops; nothing goes to the LLM."""
+    """Not the candidate's failure: the harness or the machine (``harness_error``), or the task's own
+    reference (``reference_error``). The task stops with that category; nothing goes to the LLM."""
 
-    def __init__(self, cause: str) -> None:
+    def __init__(self, cause: str, category: str = Category.HARNESS_ERROR.value) -> None:
         super().__init__(cause)
-        self.cause = cause
+        self.cause, self.category = cause, category
+
+
+NOT_THE_CANDIDATES = (Category.HARNESS_ERROR, Category.REFERENCE_ERROR)
 
 
 def stop_on_harness_error(verdict: Verdict) -> Verdict:
-    """Return ``verdict``; raise ``HarnessFailure`` when it blames the harness (never fed back as feedback)."""
-    if verdict.category == Category.HARNESS_ERROR:
-        raise HarnessFailure(verdict.detail)
+    """Return ``verdict``; raise ``HarnessFailure`` when it blames the harness or the task's reference
+    (nothing the LLM could fix: never fed back as feedback)."""
+    if verdict.category in NOT_THE_CANDIDATES:
+        raise HarnessFailure(verdict.detail, verdict.category.value)
     return verdict
 
 

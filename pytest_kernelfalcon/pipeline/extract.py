@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.core.protocol import ExtractJob
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_text, read_json
 from pytest_kernelfalcon.pipeline.sources import spec_task_source
 
@@ -95,10 +96,9 @@ def run_extract_child(request: ExtractRequest, cancel: threading.Event | None = 
         jobdir = Path(tmp)
         (jobdir / "task.py").write_text(request.task_path.read_text(encoding="utf-8"), encoding="utf-8")
         (jobdir / "fused.py").write_text(request.fused_path.read_text(encoding="utf-8"), encoding="utf-8")
-        job = {"version": 1, "mode": "extract", "task": "task.py", "fused": "fused.py",
-               "entry": "FusedModel", "construct_seed": request.seed, "input_seed": request.seed,
-               "device": request.device, "timeout_s": request.timeout_s}
-        torch.save(job, jobdir / "job.pt")
+        job = ExtractJob(task="task.py", fused="fused.py", entry="FusedModel", construct_seed=request.seed,
+                         input_seed=request.seed, device=request.device, timeout_s=request.timeout_s)
+        torch.save(job.to_wire(), jobdir / "job.pt")
         return _launch(jobdir, request, cancel)
 
 

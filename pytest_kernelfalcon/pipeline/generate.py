@@ -149,7 +149,7 @@ def most_informative(ends: list[WorkerEnd]) -> tuple[str, str]:
     """Return the category and detail of the failure that got furthest (budget beats all)."""
     harness = [e for e in ends if e.status == "harness"]
     if harness:
-        return Category.HARNESS_ERROR.value, harness[0].detail
+        return str(harness[0].category or Category.HARNESS_ERROR.value), harness[0].detail
     budget = [e for e in ends if e.status == "budget"]
     if budget:
         return Category.BUDGET_EXCEEDED.value, budget[0].detail
@@ -177,7 +177,7 @@ def run_worker(scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int) ->
         return state.end("budget", Category.BUDGET_EXCEEDED.value, str(exc))
     except HarnessFailure as exc:  # the machine, not the candidate: stop every worker, tell the LLM nothing
         race.cancel.set()
-        return state.end("harness", Category.HARNESS_ERROR.value, exc.cause)
+        return state.end("harness", exc.category, exc.cause)
     except ProviderError as exc:
         return state.end("failed", Category.LLM_ERROR.value, f"{type(exc).__name__}: {exc}")
 

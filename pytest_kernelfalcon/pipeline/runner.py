@@ -89,8 +89,8 @@ def _stage(scope: TaskScope, name: str, fn: Any, *args: Any, **fields: Any) -> A
         scope.emit("stage_end", stage=name, ok=False, category=Category.LLM_ERROR.value, **fields)
         raise StageFailed(name, Category.LLM_ERROR.value, f"{type(exc).__name__}: {exc}") from exc
     except HarnessFailure as exc:
-        scope.emit("stage_end", stage=name, ok=False, category=Category.HARNESS_ERROR.value, **fields)
-        raise StageFailed(name, Category.HARNESS_ERROR.value, exc.cause) from exc
+        scope.emit("stage_end", stage=name, ok=False, category=exc.category, **fields)
+        raise StageFailed(name, exc.category, exc.cause) from exc
     ok = bool(getattr(result, "passed", getattr(result, "error", None) is None))
     scope.emit("stage_end", stage=name, ok=ok, resumed=getattr(result, "resumed", False), **fields)
     return result

@@ -1,1 +1,1 @@
-"""The run report and what is made from it: summary, CI gate, shards, kernel timings."""
+"""The run report and what is made from it: validation, CI gate, shards (a leaf: imports only core/)."""

@@ -33,13 +33,15 @@ from pytest_kernelfalcon.core.outcome import TaskOutcome
 SCHEMA = "kernelfalcon-report/1"
 FAST_P = (0.0, 1.0, 1.5, 2.0)
 BASELINES = ("eager", "compile")
+BASELINE_COLOURS = {"eager": "tab:blue", "compile": "tab:orange"}  # one colour per legend entry, set, not cycled
 AGGREGATION = {
     "pass_rate": "passed tasks / tasks in the level",
     "fast_p": "tasks that passed with speedup > p / tasks in the level (KernelBench fast_p); "
     "speedup = baseline median time / ModelNew median time, per baseline (eager, compile)",
     "geomean_speedup": "geometric mean of the speedups of the passed, timed tasks, per baseline",
     "wall_s": "sum of per-task wall times (not the elapsed time of the run)",
-    "cost_usd": "sum of per-task costs; cost_complete is false when a task's price was unknown",
+    "cost_usd": "sum of per-task costs; cost_complete is false when a task's price was unknown; shown n/a "
+                "(paid false) when no answer came live (replayed, scripted or judged: nothing spent by this run)",
 }
 META_DEFAULTS: dict[str, Any] = {
     "config": {},
@@ -126,6 +128,7 @@ def usage_totals(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
     totals: dict[str, Any] = {f: sum(getattr(o.usage, f) for o in outcomes) for f in fields}
     totals["cost_usd"] = sum(o.usage.cost_usd or 0.0 for o in outcomes)
     totals["cost_complete"] = all(o.usage.cost_usd is not None for o in outcomes)
+    totals["paid"] = any(o.source == "live" for o in outcomes)  # replayed, scripted, judged: nothing spent now
     return totals
 
 
@@ -249,7 +252,10 @@ def summary_tables(report: Mapping[str, Any], tablefmt: str = "simple") -> str:
 def _usage_row(name: str, agg: Mapping[str, Any]) -> tuple[Any, ...]:
     """Return one row of the LLM-use table."""
     llm = agg["llm"]
-    cost = f"{llm['cost_usd']:.4f}" + ("" if llm["cost_complete"] else " (partial)")
+    if not llm.get("paid", True):
+        cost = "n/a"
+    else:
+        cost = f"{llm['cost_usd']:.4f}" + ("" if llm["cost_complete"] else " (partial)")
     return (name, llm["calls"], llm["input_tokens"], llm["output_tokens"], cost, f"{agg['wall_s']:.1f}")
 
 
@@ -277,7 +283,7 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
               summary_tables(report, tablefmt="github"), ""]
     lines += ["## How the numbers are aggregated", ""]
     lines += [f"- {k}: {v}" for k, v in report["aggregation"].items()]
-    lines += _failed_lines(report) + _flag_lines(report)
+    lines += _task_lines(report) + _failed_lines(report) + _flag_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +296,19 @@ def profile_of(task: Mapping[str, Any]) -> str:
 def _profiles(report: Mapping[str, Any]) -> str:
     counts = Counter(profile_of(t) for t in report["tasks"])
     return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "-"
+
+
+def _task_lines(report: Mapping[str, Any]) -> list[str]:
+    """Return the Markdown table with one row per task."""
+    from tabulate import tabulate
+
+    rows = [(f"`{t['task_id']}`", "passed" if t["passed"] else "FAILED",
+             "-" if t["passed"] else f"{t.get('stage') or '-'}/{t.get('category') or '-'}", t.get("rounds", 0),
+             f"{float(t.get('wall_s') or 0.0):.1f}", _speed(t.get("speedup_eager")), _speed(t.get("speedup_compile")))
+            for t in report["tasks"]]
+    table = tabulate(rows, headers=["task", "result", "failed at", "rounds", "wall s", "vs eager", "vs compile"],
+                     tablefmt="github")
+    return ["", "## Tasks", "", table]
 
 
 def _failed_lines(report: Mapping[str, Any]) -> list[str]:
@@ -311,6 +330,15 @@ def _flag_lines(report: Mapping[str, Any]) -> list[str]:
     if not flagged:
         return []
     return ["", "## Flagged speed-ups", "", *(f"- `{tid}`: {'; '.join(flags)}" for tid, flags in flagged)]
+
+
+PLOT_SKIPPED = "no PNG plot: matplotlib is not installed (pip install matplotlib, or pip install -e '.[plot]')"
+
+
+def plot_note(written: Sequence[Path]) -> str | None:
+    """The one line that says a report was written without its PNG (no matplotlib), else ``None``."""
+    wrote_report = any(p.suffix == ".json" for p in written)
+    return PLOT_SKIPPED if wrote_report and not any(p.suffix == ".png" for p in written) else None
 
 
 def write_plot(path: Path, report: Mapping[str, Any]) -> Path | None:
@@ -345,7 +373,8 @@ def _plot_speed(axis: Any, levels: list[str], report: Mapping[str, Any]) -> None
                   for lv in levels]
         xs = [i + shift * width for i, v in enumerate(values) if v]
         ys = [float(v) for v in values if v]
-        bars = axis.bar(xs, [y - 1.0 for y in ys], width, bottom=1.0, label=f"vs {baseline}")
+        bars = axis.bar(xs, [y - 1.0 for y in ys], width, bottom=1.0, label=f"vs {baseline}",
+                        color=BASELINE_COLOURS[baseline])
         axis.bar_label(bars, labels=[f"{y:.2f}x" for y in ys], fontsize=8)
         shown += ys
     axis.axhline(1.0, color="grey", linewidth=1)

@@ -9,6 +9,7 @@ import torch
 
 from pytest_kernelfalcon.checker.checker import CheckOptions, Reference
 from pytest_kernelfalcon.checker.judge import judge_candidate
+from pytest_kernelfalcon.core.protocol import ReferenceCase
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.executor.base import JobResult
 
@@ -20,7 +21,8 @@ XS = [torch.randn(8), torch.randn(8)]
 def reference(outputs: list[torch.Tensor], aliases: int = -1) -> Reference:
     trials = [{"seed": 42 + i, "strong": False, "inputs": [x], "outputs": [y], "inputs_after": [None],
                "aliases": [aliases]} for i, (x, y) in enumerate(zip(XS, outputs, strict=True))]
-    case = {"plan": {"kind": "official", "overrides": {}}, "trials": trials, "strong_trials": []}
+    case = ReferenceCase(plan={"kind": "official", "overrides": {}}, index=0, construct_seed=42, init_inputs=(),
+                         trials=tuple(trials), strong_trials=())
     return Reference((case,), (), (), 42, 0.0)
 
 
@@ -86,3 +88,20 @@ def test_signal_deaths_and_malformed_reports() -> None:
     malformed = JobResult(0, False, False, "", 1.0, {"error": None, "audit": AUDIT_OK, "cases": []}, None)
     category, detail = judge(reference(ys), malformed)
     assert category == Category.CRASH and "malformed" in detail
+
+
+def test_a_module_missing_in_the_reference_job_is_the_machines_fault() -> None:
+    """Only trusted code runs in a reference job: a missing module there means this machine cannot run
+    the task, wherever the import was made (here through importlib, so no frame names the task)."""
+    from pytest_kernelfalcon.checker.judge import job_failure
+
+    message = ("reference failed on every shape plan: <frozen importlib._bootstrap>:1140: "
+               "ModuleNotFoundError: No module named 'kf_absent'")
+    report = {"error": {"category": "reference_error", "message": message}}
+    result = JobResult(0, False, False, "", 0.1, report, None)
+    blamed = job_failure(result, "reference")
+    assert blamed is not None and blamed.category == Category.HARNESS_ERROR
+    assert "cannot run here" in blamed.detail and "kf_absent" in blamed.detail
+    harness = job_failure(JobResult(0, False, False, "", 0.1, {"error": {
+        "category": "reference_error", "message": message.replace("kf_absent", "numpy")}}, None), "reference")
+    assert harness is not None and harness.category == Category.HARNESS_ERROR and "lacks" in harness.detail

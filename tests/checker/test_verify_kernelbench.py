@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,6 +102,24 @@ def test_cli_rejection_exits_1_with_summary(relu_task: Path, candidate: Make,
     assert main([str(relu_task), str(path), "--device", "cpu"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL [checker_tamper]") and "static audit" in out
+
+
+def test_cli_names_the_users_candidate_file(relu_task: Path, candidate: Make,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    copy = candidate("torch.allclose = None\n" + CORRECT_FORWARD)
+    mine = copy.rename(copy.with_name("my_relu.py"))
+    assert main([str(relu_task), str(mine), "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"static audit, {re.escape(str(mine))}:\d+\)", out) and "candidate.py" not in out, out
+
+
+def test_cli_help_states_exit_codes_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for code, meaning in (("0", "accepted"), ("1", "rejected"), ("2", "bad usage"), ("3", "harness error")):
+        assert f"{code} the candidate was {meaning}" in out or f"{code} {meaning}" in out
+    assert "dtype of inputs, weights and outputs" in out and "(default: fp32)" in out
+    assert "(default: 120.0)" in out and "(default: 3)" in out
 
 
 def test_cli_usage_errors_exit_2(relu_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ import torch
 from pytest_kernelfalcon.core.handoff import (
     MAX_DIMS,
     MAX_FRAME,
+    HandoffDeadline,
     HandoffError,
     describe,
     open_value,
@@ -314,6 +315,22 @@ def test_deadline_passes_in_the_middle_of_a_frame(pipe: Pipe) -> None:
     os.write(w, struct.pack("<I", 50) + b'{"type":')
     with pytest.raises(HandoffError, match="deadline"):
         recv(r, time.monotonic() + 0.3)
+
+
+def test_what_came_before_a_missed_deadline_is_read_first(pipe: Pipe) -> None:
+    """A reader scheduled late (a loaded machine) still gets the message, or the end, that came in time."""
+    r, w = pipe.r, pipe.w
+    send(w, {"type": "ack"})
+    assert recv(r, time.monotonic() - 10) == {"type": "ack"}
+    pipe.close_writer()
+    with pytest.raises(HandoffError, match="closed") as raised:
+        recv(r, time.monotonic() - 10)
+    assert not isinstance(raised.value, HandoffDeadline)
+
+
+def test_a_missed_deadline_is_its_own_error(pipe: Pipe) -> None:
+    with pytest.raises(HandoffDeadline):
+        recv(pipe.r, time.monotonic() + 0.05)
 
 
 def test_frame_larger_than_max_frame_is_refused_without_reading_it(pipe: Pipe) -> None:

@@ -109,6 +109,21 @@ def test_no_forked_process_outlives_its_job(resident_checker: Checker, task: Pat
     assert zombies_of(seen | live | {os.getpid()}) == []
 
 
+def kill_forked_ahead(checker: Checker, victim: str) -> int:
+    """Kill what the checker's one ``fork`` worker holds ahead: its next job process, or that one's
+    candidate's process; wait until it is dead and return the worker's pid."""
+    (worker,) = worker_pids(checker)
+    deadline = time.monotonic() + 60
+    while not (ahead := children_of(worker)) or not children_of(ahead[0]):
+        assert time.monotonic() < deadline, "the worker holds no job process forked ahead"
+        time.sleep(0.05)
+    pid = ahead[0] if victim == "job process" else children_of(ahead[0])[0]
+    os.kill(pid, signal.SIGKILL)
+    while pid in group_members({os.getpgid(worker), ahead[0]}):  # died (a zombie at most) before the job
+        time.sleep(0.01)
+    return worker
+
+
 @pytest.mark.parametrize("victim", ["job process", "candidate's process"])
 def test_a_fork_that_died_while_waiting_is_replaced(task: Path, tmp_path: Path, victim: str) -> None:
     """Kill what a ``fork`` worker holds ahead (its next job process, or that one's candidate's process):
@@ -117,18 +132,29 @@ def test_a_fork_that_died_while_waiting_is_replaced(task: Path, tmp_path: Path, 
     checker = Checker(RESIDENT, executor)
     try:
         assert got(checker, task, tmp_path, "correct") == "pass"
-        (worker,) = worker_pids(checker)
-        deadline = time.monotonic() + 30
-        while not (ahead := children_of(worker)) or not children_of(ahead[0]):
-            assert time.monotonic() < deadline, "the worker holds no job process forked ahead"
-            time.sleep(0.05)
-        pid = ahead[0] if victim == "job process" else children_of(ahead[0])[0]
-        os.kill(pid, signal.SIGKILL)
-        while pid in group_members({os.getpgid(worker), ahead[0]}):  # died (a zombie at most) before the job
-            time.sleep(0.01)
+        worker = kill_forked_ahead(checker, victim)
         assert got(checker, task, tmp_path, "correct") == "pass"
         assert got(checker, task, tmp_path, "exception") == "runtime_error"
         pool = next(iter(executor.pools().values()))
         assert pool.replaced == 0 and worker_pids(checker) == {worker}
+    finally:
+        executor.close()
+
+
+def test_the_time_limit_starts_when_the_candidates_process_is_ready(task: Path, tmp_path: Path) -> None:
+    """With its forked-ahead candidate's process gone, the comparer starts one with ``python -m`` (seconds
+    of imports, more on a loaded machine). That start is the harness's time, not the candidate's: a
+    candidate still passes under a time limit shorter than the start, and a segfault is still a crash."""
+    limit = 1.5
+    executor = WarmExecutor(pool_size=1, device="cpu", mode="fork")
+    checker = Checker(replace(RESIDENT, timeout_s=limit), executor)
+    try:
+        assert got(checker, task, tmp_path, "exception") == "runtime_error"  # the reference is built and cached
+        kill_forked_ahead(checker, "candidate's process")
+        verdict = checker.verify(task, write(tmp_path / "correct.py", candidate_source("correct")))
+        assert verdict.passed, verdict.detail
+        assert verdict.timings["candidate_shell_ready_s"] > limit  # it did start slower than the limit
+        kill_forked_ahead(checker, "candidate's process")
+        assert got(checker, task, tmp_path, "segfault") == "crash"
     finally:
         executor.close()

@@ -167,3 +167,27 @@ def test_closing_while_workers_start_leaves_no_process() -> None:
             time.sleep(0.05)
         assert _cwd_under(home) == []  # a worker started while the pool closed was ended, not left running
         assert zombies_of({os.getpid()}) == []
+
+
+def test_a_job_that_ended_before_a_late_look_is_judged_by_its_end(tmp_path: Path) -> None:
+    """The harness looks only after the deadline (a loaded machine scheduled it late), but the job had
+    already died by SIGSEGV: that is how it ended (a crash), not a timeout."""
+    import secrets
+    import select
+    import signal
+
+    from pytest_kernelfalcon.core.isolation import IsolationPolicy
+    from pytest_kernelfalcon.executor.warm import PoolKey, Worker
+
+    policy = IsolationPolicy(drop_privileges=False, network=False, protect_harness=False)
+    worker = Worker(PoolKey("cpu", None, "fork"), 0, None, policy, tmp_path)
+    try:
+        worker.wait_ready()
+        jobdir = import_job(tmp_path / "job", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+        log_dir = tmp_path / "log"
+        log_dir.mkdir()
+        worker.start(Job(jobdir, 30.0, "cpu"), secrets.token_hex(16), log_dir)
+        assert select.select([worker.reader.fd], [], [], 60)[0], "the worker never said how the job ended"
+        assert worker.finish(time.monotonic() - 1.0, None) == ("exited", -signal.SIGSEGV)
+    finally:
+        worker.close()

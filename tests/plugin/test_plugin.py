@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,7 @@ def test_judges_candidates_and_summarises_categories(layout: pytest.Pytester) ->
         "*level1/2_relu_again: failed at check: torch_compute*",
         "*kernelfalcon*", "*level1*2*1*1*50.0%*",
     ])
+    assert "answers:" not in result.stdout.str()  # candidates are judged: no answers came from anywhere
     data = json.loads(report.read_text())
     cats = {t["task_id"]: t["category"] for t in data["tasks"]}
     assert cats == {"level1/1_relu": None, "level1/2_relu_again": "torch_compute"}
@@ -127,6 +129,51 @@ def test_fail_under_and_baseline_gate_the_session(layout: pytest.Pytester) -> No
                               "--falcon-baseline", str(base), *ARGS)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*falcon gate: FAILED*", "*regression: level1/1_relu*"])
+
+
+def test_a_run_whose_only_failures_are_known_passes_the_gate(layout: pytest.Pytester) -> None:
+    base = layout.path / "base.json"
+    layout.runpytest_subprocess("--falcon", "kb", "--falcon-candidates", "cands", "--falcon-report", str(base),
+                                *ARGS).assert_outcomes(passed=1, failed=1)
+    result = layout.runpytest_subprocess("--falcon", "kb", "--falcon-candidates", "cands", "-rx",
+                                         "--falcon-baseline", str(base), *ARGS)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*falcon gate: passed*", "*known failures (failed in the baseline too): 1*",
+                                 "*XFAIL*2_relu_again*known failure (baseline: torch_compute; now: torch_compute)*"])
+    assert "regression" not in result.stdout.str()
+
+
+def test_a_new_failing_task_fails_the_gate(layout: pytest.Pytester) -> None:
+    base = layout.path / "base.json"
+    layout.runpytest_subprocess("--falcon", "kb/level1/1_relu.py", "--falcon-candidates", "cands",
+                                "--falcon-report", str(base), *ARGS).assert_outcomes(passed=1)
+    result = layout.runpytest_subprocess("--falcon", "kb", "--falcon-candidates", "cands",
+                                         "--falcon-baseline", str(base), *ARGS)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*falcon gate: FAILED*", "*newly failing (not in the baseline): level1/2_relu_again*"])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data["tasks"][0].pop("passed"),
+    lambda data: data.update(tasks="oops"),
+    lambda data: data.update(meta=None),
+])
+def test_a_malformed_baseline_is_a_usage_error_in_one_line(layout: pytest.Pytester, damage: Any) -> None:
+    base = layout.path / "base.json"
+    layout.runpytest_subprocess("--falcon", "kb/level1/1_relu.py", "--falcon-candidates", "cands",
+                                "--falcon-report", str(base), *ARGS).assert_outcomes(passed=1)
+    data = json.loads(base.read_text())
+    damage(data)
+    base.write_text(json.dumps(data))
+    result = layout.runpytest_subprocess("--falcon", "kb", "--falcon-candidates", "cands",
+                                         "--falcon-baseline", str(base), *ARGS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: --falcon-baseline:") and "malformed" in errors[0], \
+        result.stderr.lines
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 def test_gate_failure_alone_sets_a_failing_exit(layout: pytest.Pytester) -> None:
@@ -159,6 +206,8 @@ def test_shards_split_the_tasks(layout: pytest.Pytester) -> None:
     ("--falcon-data-path", "resident", "*resident checks official shapes only*"),
     ("--falcon-candidates", "nowhere", "*is not a directory*"),
     ("--falcon-provider", "anthropic", "*ANTHROPIC_API_KEY*"),
+    ("--falcon-timeout", "-1", "*--falcon-timeout must be a positive number of seconds, got -1*"),
+    ("-o", "falcon_bench=maybe", "*ini key falcon_bench: expected true or false*"),
 ])
 def test_bad_options_are_usage_errors(layout: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                       option: str, value: str, message: str) -> None:

@@ -10,12 +10,14 @@ import pytest
 
 from pytest_kernelfalcon.core.outcome import Usage
 from pytest_kernelfalcon.reports.report import (
+    PLOT_SKIPPED,
     SCHEMA,
     ReportError,
     build_report,
     geomean,
     load_report,
     outcomes_of,
+    plot_note,
     summary_tables,
     write_report,
 )
@@ -43,8 +45,52 @@ def test_markdown_summary_written_beside_and_no_png_without_matplotlib(tmp_path:
         import matplotlib  # noqa: F401
     except ImportError:
         assert written == [tmp_path / "out" / "r.json", tmp_path / "out" / "r.md"]
+        assert plot_note(written) == PLOT_SKIPPED and "matplotlib" in PLOT_SKIPPED  # said, in one line
     else:
         assert (tmp_path / "out" / "r.png").stat().st_size > 0
+        assert plot_note(written) is None
+
+
+def test_markdown_has_a_row_per_task_and_lists_the_failing_ones(tmp_path: Path) -> None:
+    outcomes = [outcome("level1/1_fast", True, speedup=2.5), outcome("level1/2_slow", True, speedup=0.8),
+                outcome("level2/3_bad", False, detail="mismatch at [0]"),
+                outcome("level2/4_odd", False, stage="generate", category="budget_exceeded")]
+    write_report(tmp_path / "r.json", report_of(outcomes))
+    markdown = (tmp_path / "r.md").read_text()
+    tasks = markdown[markdown.index("## Tasks"):markdown.index("## Failed tasks")]
+    rows = [line for line in tasks.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [o.task_id for o in outcomes]
+    assert "2.50x" in rows[0] and "FAILED" in rows[2] and "generate/budget_exceeded" in rows[3]
+    failing = markdown[markdown.index("## Failed tasks"):]
+    assert "`level2/3_bad`" in failing and "`level2/4_odd`" in failing and "1_fast" not in failing
+
+
+def test_cost_is_n_a_when_nothing_was_paid_for() -> None:
+    paid = Usage(calls=2, input_tokens=100, output_tokens=50, cost_usd=0.25)
+
+    def cost_shown(source: str) -> str:
+        text = summary_tables(report_of([outcome("level1/a", True, source=source, usage=paid)]))
+        return [line.split()[4] for line in text.splitlines() if line.startswith("level1")][-1]
+
+    assert {source: cost_shown(source) for source in ("replay", "hand-written", "scripted", "check")} == \
+        dict.fromkeys(("replay", "hand-written", "scripted", "check"), "n/a")
+    assert cost_shown("live") == "0.25"
+
+
+def test_speed_legend_gives_each_baseline_its_own_colour(tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pytest_kernelfalcon.reports.report import _plot_speed
+
+    outcomes = [outcome("level1/a", True, speedup=2.0, speedup_compile=1.5),
+                outcome("level2/b", True, speedup=0.5, speedup_compile=0.9)]
+    fig, axis = plt.subplots()
+    _plot_speed(axis, ["level1", "level2"], report_of(outcomes))
+    colours = [tuple(h.get_facecolor()) for h in axis.get_legend().legend_handles]
+    plt.close(fig)
+    assert len(colours) == 2 and len(set(colours)) == 2
 
 
 def test_write_is_atomic_no_temp_files_left(tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.child.bench import run_bench_job, stats_ms
-from pytest_kernelfalcon.executor.base import JobResult
-from pytest_kernelfalcon.reports.timing import (
+from pytest_kernelfalcon.checker.timing import (
     REFUSED,
     BenchOptions,
     TimingRefused,
@@ -24,6 +22,9 @@ from pytest_kernelfalcon.reports.timing import (
     summarise,
     write_job,
 )
+from pytest_kernelfalcon.child.bench import run_bench_job, stats_ms
+from pytest_kernelfalcon.core.protocol import read_job
+from pytest_kernelfalcon.executor.base import JobResult
 
 torch = pytest.importorskip("torch")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA")
@@ -44,9 +45,9 @@ def test_child_side_refuses_on_cpu(tmp_path: Path) -> None:
 
 def test_bench_job_is_weights_only_loadable(tmp_path: Path) -> None:
     job = bench_job(tmp_path / "t.py", tmp_path / "n.py", BenchOptions(seed=3, compile=False), 2000.0)
-    torch.save(job, tmp_path / "job.pt")
+    torch.save(job.to_wire(), tmp_path / "job.pt")
     loaded = torch.load(tmp_path / "job.pt", weights_only=True)
-    assert loaded == job and loaded["mode"] == "bench" and loaded["seed"] == 3 and loaded["compile"] is False
+    assert read_job(loaded) == job and loaded["mode"] == "bench" and loaded["seed"] == 3 and loaded["compile"] is False
 
 
 def test_stats_ms() -> None:
@@ -92,7 +93,7 @@ def test_interpret_child_failures() -> None:
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pytest_kernelfalcon.reports.timing import gpu_lock
+    from pytest_kernelfalcon.checker.timing import gpu_lock
     with gpu_lock("3", Path(sys.argv[1]), shared=sys.argv[2] == "shared"):
         print("held", flush=True)
         time.sleep(1.0)

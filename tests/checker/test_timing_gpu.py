@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.reports.timing import BenchOptions, bench_task
+from pytest_kernelfalcon.checker.timing import BenchOptions, bench_task
 
 pytestmark = pytest.mark.gpu
 

@@ -93,7 +93,7 @@ def report_paths(session: FalconSession) -> list[Path]:
 
 def summary_text(session: FalconSession) -> str:
     """The terminal summary: tables per level, the gate's verdict, where things were written."""
-    from pytest_kernelfalcon.reports.report import summary_tables
+    from pytest_kernelfalcon.reports.report import plot_note, summary_tables
 
     if session.report is None or not session.outcomes:
         return "no task ran to an outcome"
@@ -102,6 +102,8 @@ def summary_text(session: FalconSession) -> str:
     if session.gate is not None:
         lines.append(session.gate.summary())
     lines += [f"written: {path}" for path in session.written]
+    if (note := plot_note(session.written)) is not None:
+        lines.append(note)
     if session.mode == "pipeline":
         lines.append(f"run directory: {session.run_dir}")
     return "\n".join(lines)

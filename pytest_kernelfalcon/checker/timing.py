@@ -27,6 +27,7 @@ from typing import Any
 
 from pytest_kernelfalcon.core.gpus import visible_gpus
 from pytest_kernelfalcon.core.protocol import TIMING_REFUSED as REFUSED
+from pytest_kernelfalcon.core.protocol import BenchJob
 
 
 class TimingRefused(RuntimeError):
@@ -110,12 +111,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def bench_job(task_path: Path, model_new_path: Path, options: BenchOptions, bandwidth: float | None) -> dict[str, Any]:
-    """Return the ``job.pt`` dict of a bench job (plain numbers and strings only)."""
+def bench_job(task_path: Path, model_new_path: Path, options: BenchOptions, bandwidth: float | None) -> BenchJob:
+    """Return the record of a bench job (plain numbers and strings only)."""
     knobs = {k: getattr(options, k) for k in ("dtype", "seed", "input_sets", "warmup_ms", "rep_ms",
                                               "min_reps", "max_reps", "compile")}
-    return {"version": 1, "mode": "bench", "device": "cuda", "task_path": str(Path(task_path).resolve()),
-            "model_new_path": str(Path(model_new_path).resolve()), "bandwidth_gbps": bandwidth, **knobs}
+    return BenchJob(task_path=str(Path(task_path).resolve()), model_new_path=str(Path(model_new_path).resolve()),
+                    bandwidth_gbps=bandwidth, **knobs)
 
 
 def _bandwidth_cache(lock_dir: Path, gpu: str) -> Path:
@@ -166,7 +167,7 @@ def write_job(jobdir: Path, task_path: Path, model_new_path: Path, options: Benc
     shutil.copyfile(task_path, jobdir / "task.py")
     shutil.copyfile(model_new_path, jobdir / "candidate.py")
     job = bench_job(jobdir / "task.py", jobdir / "candidate.py", options, bandwidth)
-    torch.save(job, jobdir / "job.pt")
+    torch.save(job.to_wire(), jobdir / "job.pt")
 
 
 def interpret(ended: Any, gpu: str, options: BenchOptions, span: tuple[float, float]) -> BenchResult:
