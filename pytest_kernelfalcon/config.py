@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 PROVIDERS = ("auto", "anthropic", "openai", "replay", "scripted")
 DEVICES = ("auto", "cpu", "cuda")
-SHAPES = ("auto", "official", "scaled", "fuzz")
+SHAPES = ("auto", "default", "official", "scaled", "fuzz")
 DTYPES = ("fp32", "bf16", "fp16")
 EXECUTORS = ("auto", "warm", "cold")
 STRATEGIES = ("staged", "direct")
@@ -49,7 +49,8 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--falcon-resume", "falcon_resume", "str", "resume the run with this id"),
     ("--falcon-device", "falcon_device", "str", "cpu, cuda or auto"),
     ("--falcon-shapes", "falcon_shapes", "str",
-     "official, scaled or fuzz (auto: official on cuda, scaled on cpu)"),
+     "default (auto: the task's plan - official on cuda, scaled on cpu - plus Hypothesis-drawn sizes and "
+     "values and an address-reuse trial), official (exactly KernelBench's check), scaled or fuzz"),
     ("--falcon-seeds", "falcon_seeds", "int", "trials (seeds) per check"),
     ("--falcon-seed", "falcon_seed", "int", "base seed; replays a fuzz run"),
     ("--falcon-dtype", "falcon_dtype", "str", "fp32, bf16 or fp16"),
@@ -131,8 +132,9 @@ class FalconConfig:
         self._validate_choices()
         self._validate_numbers()
         self._validate_paths()
-        if self.falcon_data_path == "resident" and self.shapes != "official":
-            _usage("--falcon-data-path resident checks official shapes only (use --falcon-shapes official)")
+        if self.falcon_data_path == "resident" and not resident_fits(self.shapes, self.device):
+            _usage("--falcon-data-path resident checks official shapes only (--falcon-shapes official, "
+                   "or default on cuda)")
         if self.falcon_bench and self.device == "cpu":
             _usage("--falcon-bench times kernels on a GPU; no CUDA device is available here")
 
@@ -187,10 +189,8 @@ class FalconConfig:
 
     @property
     def shapes(self) -> str:
-        """The resolved shape mode: ``official`` on cuda, ``scaled`` on cpu under ``auto``."""
-        if self.falcon_shapes != "auto":
-            return self.falcon_shapes
-        return "official" if self.device == "cuda" else "scaled"
+        """The resolved check profile: ``auto`` is ``default`` (checker/profile.py)."""
+        return "default" if self.falcon_shapes == "auto" else self.falcon_shapes
 
     @property
     def executor(self) -> str:
@@ -218,6 +218,11 @@ class FalconConfig:
                               llm_timeout_s=self.falcon_llm_timeout,
                               budget_usd=self.falcon_budget_usd, task_timeout_s=self.falcon_timeout,
                               check=check, prompts_dir=self.falcon_prompts, run_root=self.falcon_run_dir)
+
+
+def resident_fits(shapes: str, device: str) -> bool:
+    """Whether the resident data path can serve a profile: its task plan is official (default: on cuda)."""
+    return shapes == "official" or (shapes == "default" and device == "cuda")
 
 
 def default_of(dest: str) -> Any:

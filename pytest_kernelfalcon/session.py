@@ -69,7 +69,7 @@ class FalconSession:
 
     def header_line(self) -> str:
         """The one line printed at the top of the run: what is judged, and where answers come from."""
-        where = f"device {self.cfg.device}, {self.cfg.shapes} shapes, {self.cfg.falcon_seeds} seeds"
+        where = f"device {self.cfg.device}, {self.cfg.shapes} check profile, {self.cfg.falcon_seeds} seeds"
         if self.mode == "check":
             return f"falcon: judging candidates from {self.cfg.falcon_candidates} ({where})"
         provider = self.cfg.resolved_provider()

@@ -3,14 +3,19 @@
 Each entry of ``tests/corpus/expected.json`` names a candidate file, its task
 (``kernelbench:level1/19_ReLU.py`` from the KernelBench checkout, or
 ``corpus:tasks/foo.py`` stored here), the expected verdict (``pass`` or a
-category) and the devices where that expectation applies. Runs at ``scaled``
-shapes by default; ``FALCON_CORPUS_SHAPES=official`` (on the GPU machine) runs
+category) and the devices where that expectation applies. Runs at the ``default``
+profile (what every acceptance uses); ``FALCON_CORPUS_SHAPES=official`` (on the GPU machine) runs
 the same corpus at the tasks' own sizes (through the resident data path there;
 ``FALCON_CORPUS_DATA_PATH=files|resident`` picks one; ``FALCON_CORPUS_EXECUTOR=warm``
 shares one warm worker). One ``Checker`` per task and module, so
 the reference runs once per task (``--dist loadgroup`` keeps a task on one worker).
 An entry may record a known checker gap per device (``xfail``): the test is then a
 strict xfail, so it turns red the moment the checker is fixed and the note can go.
+
+An entry with a ``profile_class`` (``sizes``, ``values``, ``address_reuse``) is a kernel only the
+default profile catches (issue 16): its rejection must name the failing draw, its seed, the first
+bad index and the replay seed, and ``official`` records what the KernelBench-equivalent check
+says of it on the CPU (``pass``: the official check alone lets it through).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pytest_kernelfalcon.core.verdict import Category
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SCALED_TIMEOUT_S = 60.0
 OFFICIAL_TIMEOUT_S = 180.0
+PROFILE_TIMEOUT_S = 180.0  # default profile: official sizes on the GPU plus the drawn plans
 MIN_TASKS = 8
 MIN_OWN_TASKS = 3
 
@@ -71,6 +77,8 @@ class Entry:
     timeout_s: float | None = None
     low_signal: bool | None = None
     xfail: tuple[tuple[str, str], ...] = ()  # (device, known checker gap) pairs
+    profile_class: str | None = None  # "sizes" | "values" | "address_reuse": caught by the default profile only
+    official: str | None = None  # the verdict of the official-only check on the CPU
 
     def known_gap(self, device: str) -> str | None:
         """Return the recorded checker gap that makes this entry fail on ``device``, if any."""
@@ -87,16 +95,19 @@ def load_entries() -> tuple[Entry, ...]:
     data: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())
     return tuple(
         Entry(key, raw["task"], raw["expected"], tuple(raw["devices"]), raw.get("elsewhere"),
-              raw.get("timeout_s"), raw.get("low_signal"), tuple(sorted(raw.get("xfail", {}).items())))
+              raw.get("timeout_s"), raw.get("low_signal"), tuple(sorted(raw.get("xfail", {}).items())),
+              raw.get("profile_class"), raw.get("official"))
         for key, raw in sorted(data.items())
     )
 
 
 def corpus_shapes() -> str:
-    """Return the shape plan for this run (``FALCON_CORPUS_SHAPES``, default ``scaled``)."""
-    shapes = os.environ.get("FALCON_CORPUS_SHAPES", "scaled")
-    if shapes not in ("scaled", "official", "fuzz"):
-        raise pytest.UsageError(f"FALCON_CORPUS_SHAPES={shapes!r}; expected scaled, official or fuzz")
+    """Return the check profile for this run (``FALCON_CORPUS_SHAPES``, default ``default``)."""
+    from pytest_kernelfalcon.checker.options import SHAPE_PROFILES
+
+    shapes = os.environ.get("FALCON_CORPUS_SHAPES", "default")
+    if shapes not in SHAPE_PROFILES:
+        raise pytest.UsageError(f"FALCON_CORPUS_SHAPES={shapes!r}; expected one of {', '.join(SHAPE_PROFILES)}")
     return shapes
 
 
@@ -156,7 +167,10 @@ def timeout_for(entry: Entry) -> float:
     """Return the checker timeout for an entry (its own, else by shape plan)."""
     if entry.timeout_s is not None:
         return float(entry.timeout_s)
-    return OFFICIAL_TIMEOUT_S if corpus_shapes() == "official" else SCALED_TIMEOUT_S
+    shapes = corpus_shapes()
+    if shapes == "default":  # the task's plan and the drawn ones: more trials in one child
+        return PROFILE_TIMEOUT_S
+    return OFFICIAL_TIMEOUT_S if shapes == "official" else SCALED_TIMEOUT_S
 
 
 @pytest.mark.parametrize("entry", _params())
@@ -174,6 +188,43 @@ def test_candidate_gets_expected_verdict(entry: Entry, checker_for: Any, request
         assert not verdict.passed, where
         return
     assert_expected_verdict(entry, verdict, where)
+    if entry.profile_class and corpus_shapes() == "default":
+        assert_actionable(verdict, entry.profile_class, where)
+
+
+# What a default-profile rejection of a profile-class kernel must name: the draw, its seed, the first bad index.
+PROFILE_DETAIL = (r"seed \d+", r"first mismatch at index \(", r"replay with --seed \d+")
+PROFILE_CLASS_NOTE = {"sizes": r"\((sizes|grow) plan\)|sizes \{", "values": r"values (large|negative|near_zero|mixed)",
+                      "address_reuse": r"address reuse\)"}
+
+
+def assert_actionable(verdict: Any, klass: str, where: str) -> None:
+    """A default-profile rejection names the failing draw, its seed, the first bad index and the replay seed."""
+    for pattern in (*PROFILE_DETAIL, PROFILE_CLASS_NOTE[klass]):
+        assert re.search(pattern, verdict.detail), f"detail lacks {pattern!r}: {where}"
+
+
+def _official_params() -> list[Any]:
+    return [pytest.param(e, id=e.key) for e in load_entries() if e.official is not None]
+
+
+@pytest.mark.parametrize("entry", _official_params())
+def test_profile_class_gets_its_official_verdict_on_cpu(entry: Entry, request: pytest.FixtureRequest) -> None:
+    """Kernels only the default profile catches: the official-only check (KernelBench's) lets them through."""
+    from pytest_kernelfalcon.checker.checker import CheckOptions, verify_candidate
+
+    options = CheckOptions(device="cpu", shapes="official", timeout_s=SCALED_TIMEOUT_S)
+    verdict = verify_candidate(task_path(entry, request), CORPUS / entry.key, options)
+    assert verdict_name(verdict) == entry.official, f"{entry.key} at official: {verdict.detail}"
+
+
+def test_profile_classes_are_covered() -> None:
+    entries = load_entries()
+    classes = {e.profile_class for e in entries if e.profile_class}
+    assert classes == set(PROFILE_CLASS_NOTE), classes
+    for entry in entries:
+        if entry.profile_class:
+            assert entry.official == "pass" and entry.expected != "pass", entry.key
 
 
 def verdict_name(verdict: Any) -> str:

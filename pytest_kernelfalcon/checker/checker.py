@@ -92,7 +92,9 @@ class Checker:
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
         self._fuzz_seed = secrets.randbelow(2**31)
         self.resident = self.options.data_path == "resident"
-        official_cuda = self.device == "cuda" and self.options.shapes == "official"
+        if self.resident and self.options.shapes == "default" and self.device != "cuda":
+            raise ValueError("the resident data path checks official shapes only (default: on cuda)")
+        official_cuda = self.device == "cuda" and self.options.shapes in ("official", "default")
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
         from pytest_kernelfalcon.checker.refcache import candidates_own_uid, open_store
 
@@ -189,7 +191,11 @@ class Checker:
         from pytest_kernelfalcon.core import shapes
 
         start = time.monotonic()
-        if self.resident:
+        if self.options.shapes == "default":
+            from pytest_kernelfalcon.checker.profile import default_reference
+
+            found = default_reference(self, source, cancel)
+        elif self.resident:
             found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel,
                                         mode="resident_reference")
         elif self.options.shapes == "official":
@@ -209,6 +215,19 @@ class Checker:
         plans = shapes.fuzz_plans(source, max(self.options.seeds, 1), self.base_seed, base)
         return self._reference_job(source, plans, "each", 4 * self._budget(), cancel, last_exempt=False)
 
+    def reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
+                      cancel: threading.Event | None, **more: Any) -> Reference | Verdict:
+        """Run one reference job (``_reference_job``; the default profile composes several)."""
+        return self._reference_job(source, plans, pick, budget, cancel, **more)
+
+    def budget(self) -> int:
+        """The numel budget of a scaled plan's inputs on this device."""
+        return self._budget()
+
+    def trial_seeds(self) -> list[int]:
+        """The seeds of a plan's trials at the task's values."""
+        return self._trial_seeds()
+
     def _budget(self) -> int:
         return CPU_BUDGET_NUMEL if self.device == "cpu" else GPU_BUDGET_NUMEL
 
@@ -218,7 +237,10 @@ class Checker:
 
     def _reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
                        cancel: threading.Event | None, last_exempt: bool = True,
-                       mode: str = "reference") -> Reference | Verdict:
+                       mode: str = "reference", extra: dict[str, Any] | list[dict[str, Any]] | None = None,
+                       ) -> Reference | Verdict:
+        """Run one reference job over ``plans``; ``extra`` (one dict, or one per plan) joins each plan's entry
+        (``trials``, ``group``, ``strong``; its ``role`` goes into the plan's description)."""
         from pytest_kernelfalcon.core.tasks import rewrite_constants
 
         jobdir = Path(tempfile.mkdtemp(prefix="kf-ref-"))
@@ -226,8 +248,11 @@ class Checker:
             entries = []
             for k, plan in enumerate(plans):
                 (jobdir / f"task_{k}.py").write_text(rewrite_constants(source, plan.overrides))
-                entries.append(PlanFile(file=f"task_{k}.py", index=k, plan=plan.describe(),
-                                        transform=(plan.values.scale, plan.values.shift)))
+                more = dict((extra[k] if isinstance(extra, list) else extra) or {})
+                described = {**plan.describe(), "profile": self.options.shapes,
+                             **({"role": more.pop("role")} if "role" in more else {})}
+                entries.append(PlanFile(file=f"task_{k}.py", index=k, plan=described,
+                                        transform=tuple(plan.values.transform), **more))
             job = ReferenceJob(mode=mode, device=self.device, dtype=self.options.dtype,
                                construct_seed=self.base_seed, plans=tuple(entries), pick=pick,
                                budget_numel=budget, last_exempt=last_exempt, seeds=tuple(self._trial_seeds()),
@@ -250,11 +275,11 @@ class Checker:
         report = ReferenceResult.from_wire(result.report)
         tol = tolerance_for(self.options.dtype)
         start = time.monotonic()
-        if report.probes is not None:  # tracked on the device by the reference job
+        if report.probes is not None:  # tracked on the device by the reference job (task-valued trials only)
             probes = report.probes
-        else:
+        else:  # on the task's own values only (value draws make trivial answers pass, e.g. ReLU of negatives)
             probes = tuple(p for case in report.cases for p in low_signal_probes(
-                [(t["inputs"], t["outputs"]) for t in case.trials], tol))
+                [(t["inputs"], t["outputs"]) for t in case.trials if t.get("values", "task") == "task"], tol))
         split = {"reference_job_s": result.wall_s, "reference_probes_s": time.monotonic() - start}
         return Reference(report.cases, report.discarded, probes, self.base_seed, result.wall_s,
                          resident=report.resident, plans=tuple(plans), split=split)
@@ -270,7 +295,9 @@ class Checker:
             trials = reference.trials_of(case)
             cases.append(CandidateCase(construct_seed=case.construct_seed, init_inputs=case.init_inputs,
                                        state_dict=case.state_dict or {},
-                                       trials=tuple(TrialInputs(t["seed"], tuple(t["inputs"])) for t in trials)))
+                                       constants=dict(reference.plan_of(case).overrides),
+                                       trials=tuple(TrialInputs(t["seed"], tuple(t["inputs"]),
+                                                                bool(t.get("reuse_storage"))) for t in trials)))
         return CandidateJob(entry=self.options.entry, device=self.device,
                             dtype=self.options.dtype, cases=tuple(cases), audit=self.options.audit,
                             poison=self.options.audit)
@@ -279,12 +306,14 @@ class Checker:
         cases = []
         for k, case in enumerate(reference.cases):
             plan = reference.plan_of(case)
-            plain = (plan.values.scale, plan.values.shift)
+            plain = tuple(plan.values.transform)
             trials = reference.trials_of(case)
             (jobdir / f"task_{k}.py").write_text(task_source)
             cases.append(ResidentCase(file=f"task_{k}.py", construct_seed=case.construct_seed, plan=case.plan,
+                                      constants=dict(plan.overrides),
                                       trials=tuple(TrialDraw(seed=t["seed"], strong=bool(t["strong"]),
-                                                             transform=STRONG_TRANSFORM if t["strong"] else plain)
+                                                             transform=STRONG_TRANSFORM if t["strong"] else plain,
+                                                             reuse_storage=bool(t.get("reuse_storage")))
                                                    for t in trials)))
         return ResidentJob(entry=self.options.entry, device=self.device,
                            dtype=self.options.dtype, cases=tuple(cases), audit=self.options.audit,
@@ -292,6 +321,15 @@ class Checker:
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "") -> Verdict:
+        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source)
+        if reference.extras is None or not verdict.passed:
+            return verdict
+        from pytest_kernelfalcon.checker.profile import joined_verdict
+
+        return joined_verdict(reference, verdict, self._run_candidate_job(source, reference.extras, cancel))
+
+    def _run_candidate_job(self, source: str, reference: Reference, cancel: threading.Event | None,
+                           task_source: str = "") -> Verdict:
         start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
@@ -311,13 +349,15 @@ class Checker:
 
 
 def _following_plan(source: str, reference: Reference) -> str:
-    """The candidate's source with its same-named size constants following the plan (one plan for all cases)."""
+    """The candidate's source with its same-named size constants following the first case's plan.
+
+    Later cases with other plans set the same names in the candidate's module before construction.
+    """
     from pytest_kernelfalcon.core.tasks import follow_plan
 
-    plans = {tuple(sorted(reference.plan_of(case).overrides.items())) for case in reference.cases}
-    if len(plans) != 1:  # fuzz: plans differ per case; the candidate's constants stay as written
+    if not reference.cases:
         return source
-    return follow_plan(source, dict(plans.pop()))
+    return follow_plan(source, dict(reference.plan_of(reference.cases[0]).overrides))
 
 
 def verify_candidate(task: Path, candidate: Path, options: CheckOptions | None = None,

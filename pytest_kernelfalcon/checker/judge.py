@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.checker.blame import harness_cause, hub_cause
-from pytest_kernelfalcon.core.compare import tolerance_for, trial_context, trial_facts
+from pytest_kernelfalcon.core.compare import (
+    tolerance_for,
+    trial_context,
+    trial_facts,
+    value_draw_tolerance,
+)
 from pytest_kernelfalcon.core.facts import RNG_NOTE, rng_dependent
 from pytest_kernelfalcon.core.protocol import signal_name
 from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
@@ -79,7 +84,8 @@ def _audit_judgement(audit: dict[str, Any]) -> Judgement | None:
 
 
 def _context(trial: dict[str, Any], plan: dict[str, Any]) -> str:
-    return trial_context(trial["seed"], bool(trial.get("strong")), plan, trial["inputs"])
+    return trial_context(trial["seed"], bool(trial.get("strong")), plan, trial["inputs"],
+                         str(trial.get("values", "task")), bool(trial.get("reuse_storage")))
 
 
 def _pairs(reference: Reference, report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
@@ -98,7 +104,10 @@ def files_facts(reference: Reference, report: dict[str, Any], tol: Tolerance) ->
     """Return the per-trial facts of a candidate whose outputs came back in ``result.pt`` (host tensors)."""
     facts = []
     for plan, trial, got in _pairs(reference, report):
-        found = trial_facts(trial["outputs"], got["outputs"], tol, bool(trial.get("strong")))
+        drawn = trial.get("values", "task") != "task"
+        found = trial_facts(trial["outputs"], got["outputs"],
+                            value_draw_tolerance(tol, trial["outputs"], trial.get("ref_error")) if drawn else tol,
+                            bool(trial.get("strong")))
         found.update(seed=trial["seed"], context=_context(trial, plan), aliases=list(got["aliases"]),
                      ref_aliases=list(trial["aliases"]), reused=list(got.get("reused") or []),
                      mutated=[x is not None for x in got["inputs_after"]],
@@ -123,7 +132,7 @@ def _numeric(facts: Sequence[dict[str, Any]], audit: bool) -> Judgement | None:
             continue
         reuse = _replayed(facts, i) if audit else None
         if reuse:
-            return Category.RESULT_REUSE, reuse
+            return Category.RESULT_REUSE, f"{found['context']}: {reuse}; {found['numeric']}"
         return Category.NUMERIC_MISMATCH, f"{found['context']}: {found['numeric']}"
     return None
 
@@ -212,5 +221,12 @@ def judge_candidate(reference: Reference, result: JobResult, options: CheckOptio
         detail += f" [the reference draws random numbers; {RNG_NOTE}]"
     if options.shapes == "fuzz":
         detail += f" [fuzz seed {reference.base_seed}; replay with --seed {reference.base_seed}]"
+    elif options.shapes == "default":
+        from pytest_kernelfalcon.checker.profile import coverage, dropped_draws
+
+        covered = coverage(reference)
+        detail += f" [{covered}; seed {reference.base_seed}, replay with --seed {reference.base_seed}]"
+        extra["audit"]["profile"] = {"name": "default", "seed": reference.base_seed, "coverage": covered,
+                                     "dropped_draws": dropped_draws(reference)}
     extra["timings"]["compare_s"] = time.monotonic() - start
     return Verdict(passed=category is None, category=category, detail=detail, **extra)

@@ -11,6 +11,11 @@ from pytest_kernelfalcon.core.verdict import Category
 STATIC_REJECT = (Category.FALLBACK, Category.REFERENCE_REUSE, Category.CHECKER_TAMPER)
 
 
+# default: the task's plan + drawn sizes and values + address reuse (checker/profile.py); official: exactly
+# KernelBench's check; scaled: one shrunk plan; fuzz: Hypothesis-drawn plans only
+SHAPE_PROFILES = ("default", "official", "scaled", "fuzz")
+
+
 CPU_BUDGET_NUMEL = 1 << 16
 
 
@@ -40,7 +45,7 @@ class CheckOptions:
     """How a candidate is checked; frozen, read once."""
 
     device: str = "auto"  # "cpu" | "cuda" | "auto" (cuda if available else cpu + TRITON_INTERPRET=1)
-    shapes: str = "official"  # "official" | "scaled" | "fuzz"
+    shapes: str = "default"  # "default" (checker/profile.py) | "official" | "scaled" | "fuzz"
     seeds: int = 3  # trials
     seed: int | None = None  # base seed (fuzz replay); printed in the verdict
     dtype: str = "fp32"  # "fp32" | "bf16" | "fp16"
@@ -62,7 +67,10 @@ class Reference:
     base_seed: int
     wall_s: float
     resident: bool = False  # tensors stayed on the device (candidates go through the comparer)
+    extras: Reference | None = None  # default profile beside a resident base: drawn cases, judged through files
     plans: tuple[Any, ...] = ()  # the ShapePlans of the job; a case's is ``plans[case.index]``
+    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
+    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
 
     def plan_of(self, case: ReferenceCase) -> Any:
         """The ``ShapePlan`` a case ran at (parent side only; the child saw its description)."""
@@ -71,8 +79,6 @@ class Reference:
     def trials_of(self, case: ReferenceCase) -> list[dict[str, Any]]:
         """A case's trials a candidate runs: the ordinary ones, plus the strengthened ones when low-signal."""
         return list(case.trials) + (list(case.strong_trials) if self.low_signal else [])
-    cached: bool = False  # read from the persistent reference cache (``refcache``), not run
-    split: dict[str, float] = field(default_factory=dict)  # seconds of the run's parts (job, probes)
 
     @property
     def low_signal(self) -> bool:
@@ -88,13 +94,13 @@ class Reference:
 
 def validate(options: CheckOptions) -> None:
     """Raise ``ValueError`` for option values the checker does not know."""
-    if options.shapes not in ("official", "scaled", "fuzz"):
-        raise ValueError(f"unknown shapes {options.shapes!r}; expected official, scaled or fuzz")
+    if options.shapes not in SHAPE_PROFILES:
+        raise ValueError(f"unknown shapes {options.shapes!r}; expected one of {', '.join(SHAPE_PROFILES)}")
     if options.dtype not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown dtype {options.dtype!r}; expected fp32, bf16 or fp16")
     if options.data_path not in DATA_PATHS:
         raise ValueError(f"unknown data path {options.data_path!r}; expected one of {', '.join(DATA_PATHS)}")
-    if options.data_path == "resident" and options.shapes != "official":
-        raise ValueError("the resident data path checks official shapes only")
+    if options.data_path == "resident" and options.shapes not in ("official", "default"):
+        raise ValueError("the resident data path checks official shapes only (official or default)")
     if options.seeds < 1 or options.timeout_s <= 0:
         raise ValueError("seeds must be >= 1 and timeout_s > 0")

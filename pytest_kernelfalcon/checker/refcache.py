@@ -259,21 +259,31 @@ def candidates_own_uid(executor: Any) -> bool:
 
 
 def payload_of(reference: Any) -> dict[str, Any]:
-    """A ``Reference`` as a weights-only payload (its plan objects left out: rebuilt from the task)."""
+    """A ``Reference`` as a weights-only payload: its plans as their descriptions (rebuilt on load), the
+    default profile's drawn cases beside a resident base (``extras``) as a payload of their own."""
+    extras = None if reference.extras is None else payload_of(reference.extras)
     return {"cases": [case.to_wire() for case in reference.cases], "discarded": list(reference.discarded),
-            "probes": list(reference.probes), "base_seed": reference.base_seed, "resident": reference.resident}
+            "probes": list(reference.probes), "base_seed": reference.base_seed, "resident": reference.resident,
+            "plans": [plan.describe() for plan in reference.plans], "extras": extras}
 
 
 def reference_of(payload: dict[str, Any], plans: list[Any]) -> Any:
-    """The ``Reference`` of a stored payload, with the task's plan objects (None when malformed)."""
+    """The ``Reference`` of a stored payload, with its stored plans rebuilt (else ``plans``, the task's);
+    None when malformed."""
     from pytest_kernelfalcon.checker.options import Reference
     from pytest_kernelfalcon.core.protocol import ProtocolError, ReferenceCase
+    from pytest_kernelfalcon.core.shapes import described_plan
 
     try:
+        if payload.get("plans"):
+            plans = [described_plan(found) for found in payload["plans"]]
         cases = tuple(ReferenceCase.from_wire(case) for case in payload["cases"])
         if any(not 0 <= case.index < len(plans) for case in cases):
             return None
+        extras = None if payload.get("extras") is None else reference_of(payload["extras"], plans)
+        if payload.get("extras") is not None and extras is None:
+            return None
         return Reference(cases, tuple(payload["discarded"]), tuple(payload["probes"]), int(payload["base_seed"]),
-                         0.0, resident=bool(payload["resident"]), cached=True, plans=tuple(plans))
-    except (KeyError, IndexError, TypeError, ValueError, ProtocolError):
+                         0.0, resident=bool(payload["resident"]), cached=True, plans=tuple(plans), extras=extras)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ProtocolError):
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ def audited_cases(jobdir: Path, job: AuditedJob, cases: Sequence[tuple[Candidate
         entry = import_entry(jobdir, job, audit, timings)
         for index, (built, trials) in enumerate(cases):
             start = time.perf_counter()
+            follow_constants(entry, built.constants)
             model = construct_candidate(entry, built, job, audit)
             timings["construct_s"] += time.perf_counter() - start
             kept: list[Any] = []
@@ -58,8 +60,46 @@ def audited_cases(jobdir: Path, job: AuditedJob, cases: Sequence[tuple[Candidate
 
 def run_candidate(jobdir: Path, job: CandidateJob) -> dict[str, Any]:
     """Candidate mode: import, construct per case, run every trial under the run-time audit."""
+    previous: dict[int, list[Any]] = {}  # per case: the last trial's inputs (address-reuse trials write into them)
     return audited_cases(jobdir, job, [(case, case.trials) for case in job.cases],
-                         lambda model, _, trial, audit, kept: _candidate_trial(model, trial, job, audit, kept))
+                         lambda model, index, trial, audit, kept: _candidate_trial(
+                             model, trial, job, audit, kept, previous, index))
+
+
+def follow_constants(entry: Any, constants: dict[str, int] | None) -> None:
+    """Set the candidate module's own int constants named by the case's plan (state built from them follows).
+
+    Only names the module already binds to an int change, as ``tasks.follow_plan`` does for the source.
+    """
+    if not constants:
+        return
+    module = sys.modules.get(getattr(entry, "__module__", ""))
+    names = getattr(module, "__dict__", {})
+    for name, value in constants.items():
+        if isinstance(names.get(name), int) and not isinstance(names.get(name), bool):
+            names[name] = int(value)
+
+
+def reuse_storage(previous: list[Any] | None, fresh: list[Any]) -> list[Any]:
+    """Write ``fresh`` into the previous trial's input tensors (same storage, same objects) where shapes match.
+
+    A candidate caching results by ``data_ptr()`` or ``id()`` then sees known addresses with new values.
+    """
+    import torch
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(b, torch.Tensor):
+            return isinstance(a, torch.Tensor) and (a.shape, a.dtype, a.device) == (b.shape, b.dtype, b.device) \
+                and a.is_contiguous()
+        return not isinstance(a, torch.Tensor)
+
+    if previous is None or len(previous) != len(fresh) or not all(map(same, previous, fresh)):
+        return fresh
+    with torch.no_grad():
+        for old, new in zip(previous, fresh, strict=True):
+            if isinstance(new, torch.Tensor):
+                old.copy_(new)
+    return [old if isinstance(new, torch.Tensor) else new for old, new in zip(previous, fresh, strict=True)]
 
 
 def job_error(exc: BaseException, category: str, audit: RunAudit) -> JobError:
@@ -129,9 +169,13 @@ def candidate_forward(model: Any, inputs: list[Any], seed: int, audit: RunAudit)
         raise job_error(exc, classify_error(exc, "runtime_error"), audit) from exc
 
 
-def reused_outputs(outputs: list[Any], kept: list[Any]) -> list[int]:
-    """Return the outputs whose storage is an earlier trial's output (kept alive in ``kept``)."""
-    earlier = {storage_ptr(o) for o in kept} - {None}
+def reused_outputs(outputs: list[Any], kept: list[Any], inputs: list[Any] | None = None) -> list[int]:
+    """Return the outputs whose storage is an earlier trial's output (kept alive in ``kept``).
+
+    Storage that is one of this trial's inputs is left to the aliasing rules (an address-reuse
+    trial's inputs are the tensors an in-place forward returned the trial before).
+    """
+    earlier = {storage_ptr(o) for o in kept} - {None} - {storage_ptr(x) for x in inputs or ()}
     return [i for i, o in enumerate(outputs) if storage_ptr(o) in earlier]
 
 
@@ -148,16 +192,19 @@ def end_trial(outputs: list[Any], seed: int, job: AuditedJob, audit: RunAudit, k
 
 
 def _candidate_trial(model: Any, trial: TrialInputs, job: CandidateJob, audit: RunAudit,
-                     kept: list[Any]) -> dict[str, Any]:
+                     kept: list[Any], previous: dict[int, list[Any]], index: int) -> dict[str, Any]:
     import torch
 
     inputs = [x.to(job.device, copy=True) if isinstance(x, torch.Tensor) else x for x in trial.inputs]
+    if trial.reuse_storage:
+        inputs = reuse_storage(previous.get(index), inputs)
+    previous[index] = inputs
     outputs = candidate_forward(model, inputs, trial.seed, audit)
     try:
         host = audit.outputs_to_host(outputs)
     except UncarriableValue as exc:
         raise JobError("runtime_error", f"forward returned a value the checker cannot compare: {exc}") from exc
     record = {"seed": trial.seed, "outputs": host, "aliases": aliases(outputs, inputs),
-              "inputs_after": inputs_after(list(trial.inputs), inputs), "reused": reused_outputs(outputs, kept)}
+              "inputs_after": inputs_after(list(trial.inputs), inputs), "reused": reused_outputs(outputs, kept, inputs)}
     end_trial(outputs, trial.seed, job, audit, kept)
     return record

@@ -23,7 +23,13 @@ from pytest_kernelfalcon.child.runtime import (
 from pytest_kernelfalcon.child.taskfacts import case_facts
 from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
 from pytest_kernelfalcon.core.handoff import to_host
-from pytest_kernelfalcon.core.protocol import PlanFile, ReferenceCase, ReferenceJob, ReferenceResult
+from pytest_kernelfalcon.core.protocol import (
+    PlanFile,
+    PlanTrial,
+    ReferenceCase,
+    ReferenceJob,
+    ReferenceResult,
+)
 
 
 def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[Any], list[Any]]:
@@ -44,20 +50,83 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
     return outputs, clones
 
 
-def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int,
-                    transform: tuple[float, ...], strong: bool = False,
+def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int, transform: tuple[Any, ...],
+                    strong: bool = False, values: str = "task",
                     kept: list[tuple[list[Any], list[Any]]] | None = None) -> dict[str, Any]:
     """Run the reference on one seed's inputs (on clones) and return the trial record; ``kept``
     receives the (inputs, outputs) still on the device, for the low-signal probes."""
     dtype = torch_dtype(job.dtype)
-    inputs = draw_inputs(get_inputs, seed, job.device, dtype, (transform[0], transform[1]))
+    inputs = draw_inputs(get_inputs, seed, job.device, dtype, tuple(transform))
     outputs, clones = reference_forward(model, inputs, seed)
     host_in = [to_host(x, f"get_inputs()[{i}]") for i, x in enumerate(inputs)]
     host_out = [to_host(o, f"reference output {i}") for i, o in enumerate(outputs)]
     if kept is not None:
         kept.append((inputs, outputs))
-    return {"seed": seed, "strong": strong, "inputs": host_in, "outputs": host_out,
-            "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
+    record = {"seed": seed, "strong": strong, "values": values, "inputs": host_in, "outputs": host_out,
+              "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
+    if values != "task":  # drawn values: how far the run dtype's own rounding goes there
+        record["ref_error"] = float64_error(model, inputs, outputs, seed)
+    return record
+
+
+def float64_error(model: Any, inputs: list[Any], outputs: list[Any], seed: int) -> list[float] | None:
+    """Per output, max |reference - the same model in float64| on these inputs; None when float64 fails."""
+    import copy
+
+    import torch
+
+    from pytest_kernelfalcon.core.compare import flatten_outputs
+
+    try:
+        wide = copy.deepcopy(model).to(torch.float64)
+        args = [x.detach().to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                for x in inputs]
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            exact = flatten_outputs(wide(*args))
+    except Exception:
+        return None
+    errors = []
+    for got, want in zip(outputs, exact, strict=False):
+        same = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape
+        if not same or not got.is_floating_point() or not got.numel():
+            errors.append(0.0)
+            continue
+        diff = (got.to(torch.float64) - want).abs()
+        errors.append(float(torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff)).max()))
+    return errors if len(errors) == len(outputs) else None
+
+
+def entry_trials(entry: PlanFile, job: ReferenceJob) -> list[PlanTrial]:
+    """The trials of a plan: its own ``trials``, else the job's seeds at the plan's transform."""
+    if entry.trials is not None:
+        return list(entry.trials)
+    return [PlanTrial(seed, entry.transform) for seed in job.seeds]
+
+
+def plain_trials(model: Any, get_inputs: Any, entry: PlanFile, job: ReferenceJob,
+                 kept: list[tuple[list[Any], list[Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run a plan's trials: (records, dropped value draws); ``kept`` receives the task-valued trials'
+    device tensors (low-signal probes look at the task's own values only: value draws make trivial answers
+    pass, e.g. ReLU of negatives).
+
+    A trial at drawn values (not the task's own) that the reference cannot run or that makes
+    the reference non-finite is dropped and reported, never judged; at the task's values it fails the plan.
+    """
+    trials: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    for trial in entry_trials(entry, job):
+        task_valued = trial.values == "task"
+        try:
+            trials.append(reference_trial(model, get_inputs, job, trial.seed, trial.transform, values=trial.values,
+                                          kept=kept if task_valued else None))
+        except Exception as exc:
+            if task_valued:
+                raise
+            dropped.append({"seed": trial.seed, "values": trial.values, "error": short_error(exc)})
+    if not trials:
+        raise JobError("reference_error", "every value draw was dropped: " + "; ".join(d["error"] for d in dropped))
+    return trials, dropped
 
 
 def _inputs_after(inputs: list[Any], host_in: list[Any], clones: list[Any]) -> list[Any]:
@@ -88,24 +157,30 @@ def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCa
     model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    plain, strong_tf = entry.transform, job.strong
     kept: list[tuple[list[Any], list[Any]]] = []
-    trials = [reference_trial(model, task.get_inputs, job, s, plain, kept=kept) for s in job.seeds]
+    trials, dropped = plain_trials(model, task.get_inputs, entry, job, kept)
     probes = low_signal_probes(kept, tolerance_for(job.dtype))  # on the device, where the tensors are
     del kept
     strong: list[dict[str, Any]] = []
     plan = entry.plan
     # the strengthened trials are used only for a low-signal task; with one plan that is known here
-    if probes or job.pick != "first_fit":
+    if entry.strong and (probes or job.pick != "first_fit"):
         try:
-            strong = [reference_trial(model, task.get_inputs, job, s, strong_tf, True) for s in job.strong_seeds]
+            strong = [reference_trial(model, task.get_inputs, job, s, job.strong, True) for s in job.strong_seeds]
         except Exception as exc:  # strengthened inputs outside the task's domain: skip them
             plan = {**plan, "strong_error": short_error(exc)}
-    facts = case_facts(reference_forward, model, task.get_inputs, job, plain, trials)  # after every trial
+    facts = _facts(model, task, entry, job, trials) if entry.plan.get("role", "task") == "task" else {}
     return ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
                          init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
                          state_dict=state, probes=tuple(probes),
-                         trials=tuple(trials), strong_trials=tuple(strong), facts=facts)
+                         trials=tuple(trials), strong_trials=tuple(strong), facts=facts, dropped=tuple(dropped))
+
+
+def _facts(model: Any, task: Any, entry: PlanFile, job: ReferenceJob, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The task's facts from its own plan's trials and one repeated forward of the first (after every trial)."""
+    first = next((t.transform for t in entry_trials(entry, job) if trials and t.seed == trials[0]["seed"]),
+                 entry.transform)
+    return case_facts(reference_forward, model, task.get_inputs, job, first, trials)
 
 
 def over_budget(task: Any, job: ReferenceJob) -> str | None:
@@ -128,13 +203,19 @@ def _plan_case(jobdir: Path, k: int, job: ReferenceJob) -> ReferenceCase | str:
 
 
 def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
-    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded."""
+    """Reference mode: pick (``first_fit``) or run ``each`` plan; failing plans are discarded.
+
+    Under ``each``, plans sharing a ``group`` are alternatives: the first that runs is kept.
+    """
     pin_tf32_off()
     cases: list[ReferenceCase] = []
     discarded: list[dict[str, Any]] = []
+    filled: set[Any] = set()  # groups (``each``) that have a case: their later alternatives are skipped
     for k, plan in enumerate(job.plans):
         if job.pick == "first_fit" and cases:
             break
+        if plan.group is not None and plan.group in filled:
+            continue
         try:
             case = _plan_case(jobdir, k, job)
         except Exception as exc:
@@ -143,6 +224,7 @@ def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
             discarded.append({"plan": plan.plan, "error": case})
         else:
             cases.append(case)
+            filled.add(plan.group)
     if not cases:
         raise JobError("reference_error", "reference failed on every shape plan: "
                        + "; ".join(d["error"] for d in discarded))

@@ -22,6 +22,7 @@ from pytest_kernelfalcon.child.candidate import (
     audited_cases,
     candidate_forward,
     end_trial,
+    reuse_storage,
     reused_outputs,
 )
 from pytest_kernelfalcon.child.reference import build_reference
@@ -65,25 +66,29 @@ def load_cases(jobdir: Path, job: ResidentJob) -> list[tuple[Any, CandidateCase]
         state = {key: v.detach().clone() for key, v in model.state_dict().items()}
         del model
         sys.modules.pop(name, None)
-        loaded.append((task.get_inputs, CandidateCase(case.construct_seed, tuple(init_inputs), state, ())))
+        loaded.append((task.get_inputs, CandidateCase(case.construct_seed, tuple(init_inputs), state, (),
+                                                      constants=case.constants)))
     return loaded
 
 
 def run_trial(model: Any, get_inputs: Any, trial: TrialDraw, job: ResidentJob, audit: RunAudit,
-              kept: list[Any], fds: tuple[int, int]) -> None:
-    """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned."""
+              kept: list[Any], fds: tuple[int, int], previous: list[Any] | None = None) -> list[Any]:
+    """One trial: inputs shown, forward under the audit, outputs handed over, then poisoned; returns the inputs."""
     rfd, wfd = fds
     inputs = draw_inputs(get_inputs, trial.seed, job.device, torch_dtype(job.dtype), trial.transform)
+    if trial.reuse_storage:
+        inputs = reuse_storage(previous, inputs)
     handoff.send(wfd, {"type": "inputs", "seed": trial.seed, "inputs": [handoff.describe(x) for x in inputs]})
     _expect_ack(rfd)
     outputs = candidate_forward(model, inputs, trial.seed, audit)
     audit.check_side_stream(outputs)
     handoff.send(wfd, {"type": "outputs", "seed": trial.seed, "outputs": [handoff.describe(o) for o in outputs],
                        "inputs": [handoff.describe(x) for x in inputs], "aliases": aliases(outputs, inputs),
-                       "reused": reused_outputs(outputs, kept)})
+                       "reused": reused_outputs(outputs, kept, inputs)})
     _expect_ack(rfd)
     end_trial(outputs, trial.seed, job, audit, kept,
               keep=sum(o.untyped_storage().nbytes() for o in kept) < KEEP_BYTES)
+    return inputs
 
 
 def preload() -> None:
@@ -102,10 +107,18 @@ def run_shell(jobdir: Path, fds: tuple[int, int]) -> None:
     pin_tf32_off()
     loaded = load_cases(jobdir, job)  # trusted: before the candidate is imported
     cases = [(built, case.trials) for (_, built), case in zip(loaded, job.cases, strict=True)]
+    previous: dict[int, list[Any]] = {}  # per case: the last trial's inputs (address-reuse trials write into them)
+
+    def trial(model: Any, index: int, trial: TrialDraw, audit: RunAudit, kept: list[Any]) -> None:
+        inputs = run_trial(model, loaded[index][0], trial, job, audit, kept, fds, previous.pop(index, None))
+        trials = cases[index][1]
+        at = next(k for k, t in enumerate(trials) if t is trial)
+        if at + 1 < len(trials) and trials[at + 1].reuse_storage:  # official inputs are large: keep
+            previous[index] = inputs  # only an address-reuse trial's predecessor alive
+
     preload()
     handoff.send(fds[1], {"type": "ready"})  # the candidate's time limit starts now: its code runs from here
-    body = audited_cases(jobdir, job, cases, lambda model, index, trial, audit, kept: run_trial(
-        model, loaded[index][0], trial, job, audit, kept, fds))
+    body = audited_cases(jobdir, job, cases, trial)
     handoff.send(fds[1], {"type": "done", "audit": body["audit"], "timings": body["timings"],
                           "error": body["error"]})
 

@@ -65,20 +65,22 @@ def exec_file(path: Path, name: str) -> Any:
     return module
 
 
-def draw_inputs(get_inputs: Any, seed: int, device: str, dtype: Any, transform: tuple[float, float]) -> list[Any]:
-    """Draw one trial's inputs on ``device``; cast and transform only floating tensors."""
+def draw_inputs(get_inputs: Any, seed: int, device: str, dtype: Any, transform: tuple[Any, ...]) -> list[Any]:
+    """Draw one trial's inputs on ``device``; cast and transform only floating tensors.
+
+    ``transform`` is ``(scale, shift)`` or ``(scale, shift, mode)`` (``shapes.apply_transform``).
+    """
     import torch
+
+    from pytest_kernelfalcon.core.shapes import apply_transform
 
     torch.manual_seed(seed)
     with torch.device(device):
         inputs = list(get_inputs())
-    scale, shift = transform
     out = []
     for x in inputs:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            x = x.to(device=device, dtype=dtype)
-            if (scale, shift) != (1.0, 0.0):
-                x = x * scale + shift
+            x = apply_transform(x.to(device=device, dtype=dtype), transform)
         out.append(x)
     return out
 

@@ -67,7 +67,7 @@ def repeat_facts(forward: Any, model: Any, get_inputs: Any, job: ReferenceJob, t
 
     device, dtype = job.device, job.dtype
     try:
-        inputs = draw_inputs(get_inputs, seed, device, torch_dtype(dtype), (transform[0], transform[1]))
+        inputs = draw_inputs(get_inputs, seed, device, torch_dtype(dtype), tuple(transform))
         _sync(device)
         _peak_start(device)
         start = time.perf_counter()

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_kernelfalcon.checker.options import SHAPE_PROFILES
+
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.options import CheckOptions
     from pytest_kernelfalcon.checker.selftest import SelftestRow
@@ -40,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, help="task files or directories of them")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="cpu runs Triton through TRITON_INTERPRET=1; auto: cuda if available (default auto)")
-    p.add_argument("--shapes", choices=("official", "scaled", "fuzz"), default=None,
-                   help="size plan (default: official on cuda, scaled on cpu)")
+    p.add_argument("--shapes", choices=("auto", *SHAPE_PROFILES), default="auto",
+                   help="check profile (auto: default - the task's plan plus drawn sizes and values)")
     p.add_argument("--seeds", type=int, default=2, help="trials per shape plan (default 2)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per child process (default 300)")
     p.add_argument("-k", dest="match", default="", help="only tasks whose id contains this text")
@@ -70,7 +72,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
             raise _UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     if args.seeds < 1 or args.timeout <= 0 or args.jobs < 1:
         raise _UsageError("--seeds and --jobs must be >= 1 and --timeout > 0")
-    shapes = args.shapes or ("official" if device == "cuda" else "scaled")
+    shapes = "default" if args.shapes == "auto" else args.shapes
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, timeout_s=args.timeout)
 
 

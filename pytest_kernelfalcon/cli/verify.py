@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_kernelfalcon.checker.options import SHAPE_PROFILES
 from pytest_kernelfalcon.core.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -46,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("candidate", type=Path, help="candidate file defining ModelNew")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="cpu runs Triton through TRITON_INTERPRET=1; auto: cuda if available")
-    p.add_argument("--shapes", choices=("official", "scaled", "fuzz"), default=None,
-                   help="size plan (unset: official on cuda, scaled on cpu)")
+    p.add_argument("--shapes", choices=("auto", *SHAPE_PROFILES), default="auto",
+                   help="check profile: default (= auto: the task's plan, official on cuda and scaled on cpu, "
+                        "plus Hypothesis-drawn sizes and values and an address-reuse trial), official "
+                        "(exactly KernelBench's check), scaled, fuzz")
     p.add_argument("--seeds", type=int, default=3, help="trials (fresh inputs) per shape plan")
     p.add_argument("--seed", type=int, default=None, help="base seed (replays a fuzz run)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -94,10 +97,10 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     device = resolve_device(args.device)
     if device == "cuda" and not _cuda_available():
         raise _UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    shapes = args.shapes or ("official" if device == "cuda" else "scaled")
+    shapes = "default" if args.shapes == "auto" else args.shapes
     if args.seeds < 1 or args.timeout <= 0:
         raise _UsageError("--seeds must be >= 1 and --timeout > 0")
-    if args.data_path == "resident" and shapes != "official":
+    if args.data_path == "resident" and not (shapes == "official" or (shapes == "default" and device == "cuda")):
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,

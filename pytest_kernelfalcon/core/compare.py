@@ -387,7 +387,41 @@ def shapes_of(values: Sequence[Any]) -> list[Any]:
     return [list(v.shape) if hasattr(v, "shape") else v for v in values]
 
 
-def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any]) -> str:
-    """Where a trial's failure happened: seed, strengthened or not, sizes, input shapes (both data paths)."""
+def trial_context(seed: int, strong: bool, plan: dict[str, Any], inputs: Sequence[Any], values: str = "task",
+                  reuse: bool = False) -> str:
+    """Where a trial's failure happened: seed, strengthened or not, value draw, address reuse, sizes, input shapes."""
     more = ", strengthened inputs" if strong else ""
-    return f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}, input shapes {shapes_of(inputs)}"
+    if values != "task":
+        more += f", values {values}"
+    if reuse:
+        more += ", inputs written into the previous trial's input storage (address reuse)"
+    role = f" ({plan['role']} plan)" if plan.get("role") not in (None, "task") else ""
+    return (f"seed {seed}{more}, sizes {plan.get('overrides') or 'official'}{role}, "
+            f"input shapes {shapes_of(inputs)}")
+
+
+REF_ERROR_FACTOR = 10.0  # a candidate may round up to this many times worse than the reference itself
+
+
+def value_draw_tolerance(tol: Tolerance, ref: Sequence[Any], ref_error: Sequence[float] | None = None) -> Tolerance:
+    """The tolerance on drawn values (large, mixed scales: ill-conditioned where the task's are not).
+
+    With ``ref_error`` (per output, max |reference - float64 reference|, measured by the reference
+    job): atol + ``REF_ERROR_FACTOR`` x the reference's own largest rounding error. Without it: atol
+    scaled by the reference's largest magnitude (at least 1). NaN/inf never pass either way.
+    """
+    import math
+
+    if ref_error is not None:
+        worst = max((e for e in ref_error if math.isfinite(e)), default=0.0)
+        if worst <= 0.0:
+            return tol
+        atol = tol.atol + REF_ERROR_FACTOR * worst
+        return Tolerance(policy=f"{tol.policy}, atol {atol:.3g} (value draw: {REF_ERROR_FACTOR:g}x the "
+                                f"reference's own float64 error)", atol=atol, rtol=tol.rtol)
+    largest = max((float(r.detach().abs().max()) for r in ref
+                   if _is_tensor(r) and r.numel() and r.is_floating_point()), default=1.0)
+    scale = max(1.0, largest)
+    if scale == 1.0 or not math.isfinite(scale):
+        return tol
+    return Tolerance(policy=f"{tol.policy}, atol x{scale:.3g} (value draw)", atol=tol.atol * scale, rtol=tol.rtol)

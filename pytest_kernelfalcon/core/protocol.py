@@ -93,13 +93,25 @@ class JobRecord(Record):
 
 
 @dataclass(frozen=True)
+class PlanTrial(Record):
+    """One trial a plan asks for (default profile): its seed, input transform and value distribution's name."""
+
+    seed: int
+    transform: tuple[Any, ...]
+    values: str = "task"  # "task": the task's own values; else a drawn distribution (dropped when unrunnable)
+
+
+@dataclass(frozen=True)
 class PlanFile(Record):
     """One shape plan of a reference job: the task copy written for it and how inputs are spread."""
 
     file: str  # relative to the job directory
     index: int
     plan: dict[str, Any]  # ShapePlan.describe()
-    transform: tuple[float, float]  # (scale, shift) of floating inputs
+    transform: tuple[Any, ...]  # (scale, shift) or (scale, shift, mode) of floating inputs (shapes.apply_transform)
+    trials: tuple[PlanTrial, ...] | None = None  # the plan's own trials; None: the job's ``seeds`` at ``transform``
+    group: str | None = None  # under ``each``, plans of one group are alternatives: the first that runs is kept
+    strong: bool = True  # run the strengthened trials (when the task is low-signal or plans are many)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class TrialInputs(Record):
 
     seed: int
     inputs: tuple[Any, ...]
+    reuse_storage: bool = False  # written into the previous trial's input tensors (same addresses)
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,7 @@ class CandidateCase(Record):
     init_inputs: tuple[Any, ...]
     state_dict: dict[str, Any]
     trials: tuple[TrialInputs, ...]
+    constants: dict[str, int] | None = None  # the plan's size constants, set in the candidate's module
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,8 @@ class TrialDraw(Record):
 
     seed: int
     strong: bool
-    transform: tuple[float, float]
+    transform: tuple[Any, ...]
+    reuse_storage: bool = False  # written into the previous trial's input tensors (same addresses)
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,7 @@ class ResidentCase(Record):
     construct_seed: int
     plan: dict[str, Any]
     trials: tuple[TrialDraw, ...]
+    constants: dict[str, int] | None = None  # the plan's size constants, set in the candidate's module
 
 
 @dataclass(frozen=True)
@@ -233,6 +249,7 @@ class ReferenceCase(Record):
     # what the trials and one repeated forward say about the task (``child/taskfacts.py``, ``core/facts.py``):
     # {"trials": [per-trial kinds, digests, zero/constant outputs], "repeat": {determinism, RNG, time, peak}}
     facts: dict[str, Any] = field(default_factory=dict)
+    dropped: tuple[dict[str, Any], ...] = ()  # value draws the reference could not take (seed, values, error)
 
 
 @dataclass(frozen=True)

@@ -40,22 +40,59 @@ _BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 
 @dataclass(frozen=True)
 class ValueDist:
-    """How floating inputs are spread: each becomes ``x * scale + shift`` (integers are untouched)."""
+    """How floating inputs are spread (integers are untouched), by ``mode``:
+
+    ``affine``: ``x * scale + shift``; ``negative``: ``-(|x| * scale + shift)`` (every element
+    below zero); ``mixed``: ``x * 10 ** u`` with ``u`` uniform in ``[-scale, scale]`` per element
+    (mixed magnitudes in one tensor; drawn from the trial's seeded generator).
+    """
 
     name: str = "task"
     scale: float = 1.0
     shift: float = 0.0
+    mode: str = "affine"
 
     def apply(self, value: Any) -> Any:
-        """Return ``value`` rescaled when it is a floating tensor, otherwise unchanged."""
+        """Return ``value`` spread when it is a floating tensor, otherwise unchanged."""
         is_float = getattr(value, "is_floating_point", None)
-        if is_float is None or not is_float() or (self.scale == 1.0 and self.shift == 0.0):
+        if is_float is None or not is_float() or self.is_identity:
             return value
-        return value * self.scale + self.shift
+        return apply_transform(value, self.transform)
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the task's own values are kept."""
+        return self.mode == "affine" and self.scale == 1.0 and self.shift == 0.0
+
+    @property
+    def transform(self) -> list[Any]:
+        """The child's form: ``[scale, shift]`` (affine) or ``[scale, shift, mode]``."""
+        if self.mode == "affine":
+            return [self.scale, self.shift]
+        return [self.scale, self.shift, self.mode]
 
     def describe(self) -> dict[str, Any]:
         """Return a JSON-ready description."""
-        return {"name": self.name, "scale": self.scale, "shift": self.shift}
+        found: dict[str, Any] = {"name": self.name, "scale": self.scale, "shift": self.shift}
+        if self.mode != "affine":
+            found["mode"] = self.mode
+        return found
+
+
+def apply_transform(x: Any, transform: Any) -> Any:
+    """Spread one floating tensor by a child transform ``[scale, shift]`` or ``[scale, shift, mode]``."""
+    import torch
+
+    scale, shift = float(transform[0]), float(transform[1])
+    mode = str(transform[2]) if len(transform) > 2 else "affine"
+    if mode == "negative":
+        return -(x.abs() * scale + shift)
+    if mode == "mixed":
+        exponent = torch.empty(x.shape, dtype=torch.float32, device=x.device).uniform_(-scale, scale)
+        return x * torch.pow(10.0, exponent).to(x.dtype)
+    if mode != "affine":
+        raise ValueError(f"unknown value transform mode {mode!r}")
+    return x if (scale, shift) == (1.0, 0.0) else x * scale + shift
 
 
 VALUE_DISTS: tuple[ValueDist, ...] = (
@@ -67,10 +104,18 @@ VALUE_DISTS: tuple[ValueDist, ...] = (
     ValueDist("tiny", 1e-3, 0.0),
 )
 
+# The default profile's value draws: large magnitudes, all negative, near zero, mixed scales.
+PROFILE_VALUE_DISTS: tuple[ValueDist, ...] = (
+    ValueDist("large", 1000.0, 0.0),
+    ValueDist("negative", 4.0, 0.01, "negative"),
+    ValueDist("near_zero", 1e-4, 0.0),
+    ValueDist("mixed", 3.0, 0.0, "mixed"),
+)
+
 
 def value_dist(name: str) -> ValueDist:
     """Return the named value distribution from ``VALUE_DISTS``; unknown names raise ``ValueError``."""
-    for dist in VALUE_DISTS:
+    for dist in (*VALUE_DISTS, *PROFILE_VALUE_DISTS):
         if dist.name == name:
             return dist
     raise ValueError(f"unknown value distribution {name!r}; known: {[d.name for d in VALUE_DISTS]}")
@@ -132,6 +177,15 @@ class ShapePlan:
         return {"kind": self.kind, "overrides": self.as_dict(), "values": self.values.describe()}
 
 
+def described_plan(found: Mapping[str, Any]) -> ShapePlan:
+    """The ``ShapePlan`` of a ``ShapePlan.describe()`` (a stored reference's plans are rebuilt from these)."""
+    values = dict(found.get("values") or {})
+    dist = ValueDist(str(values.get("name", "task")), float(values.get("scale", 1.0)),
+                     float(values.get("shift", 0.0)), str(values.get("mode", "affine")))
+    return ShapePlan(str(found["kind"]), {str(k): int(v) for k, v in dict(found.get("overrides") or {}).items()},
+                     dist)
+
+
 def official_plan() -> ShapePlan:
     """Return the plan that keeps the task's own sizes and values."""
     return ShapePlan("official")
@@ -186,12 +240,12 @@ def fuzz_plans(source: str, n: int, seed: int, base: ShapePlan | None = None) ->
     return [found[i % len(found)] for i in range(n)]
 
 
-def _draw_unique(strategy: Any, n: int, seed: int) -> list[ShapePlan]:
-    """Return up to ``n`` distinct plans drawn from ``strategy`` by a seeded Hypothesis run."""
+def _draw_unique(strategy: Any, n: int, seed: int) -> list[Any]:
+    """Return up to ``n`` distinct values (plans) drawn from ``strategy`` by a seeded Hypothesis run."""
     import hypothesis
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
-    found: list[ShapePlan] = []
+    found: list[Any] = []
 
     @hypothesis.seed(seed)
     @settings(
@@ -204,7 +258,7 @@ def _draw_unique(strategy: Any, n: int, seed: int) -> list[ShapePlan]:
         verbosity=Verbosity.quiet,
     )
     @given(strategy)
-    def collect(plan: ShapePlan) -> None:
+    def collect(plan: Any) -> None:
         if len(found) < n and plan not in found:
             found.append(plan)
 
@@ -258,3 +312,81 @@ def plan_shapes(source: str, kind: str, n: int = 1, seed: int = 0, base: ShapePl
     if kind == "fuzz":
         return fuzz_plans(source, n, seed, base)
     raise ValueError(f"unknown shape plan kind {kind!r}; expected official, scaled or fuzz")
+
+
+# -- the default profile's drawn size plans ------------------------------------------------
+
+PROFILE_ALTERNATIVES = 3  # per drawn plan: the child keeps the first the reference runs
+
+
+def profile_size_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePlan]:
+    """Hypothesis-drawn alternatives (seeded) of the default profile's size plan around ``base``.
+
+    Every size-like constant redrawn to an odd size (odd sizes, primes, a block size + 1: never a
+    multiple of 2..128), then plans changing one constant only (they keep relations such as
+    ``embed_dim % num_heads`` that a full redraw may break). Empty when the task has no size constant.
+    """
+    start, names = _profile_start(source, base)
+    if not names:
+        return []
+    everything = _draw_unique(_odd_plans(start, names, dict(base.overrides), every=True), 1, seed)
+    single = _draw_unique(_odd_plans(start, names, dict(base.overrides), every=False),
+                          PROFILE_ALTERNATIVES - 1, seed + 1)
+    return list(dict.fromkeys([*everything, *single]))[:PROFILE_ALTERNATIVES]
+
+
+def grow_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePlan]:
+    """Alternatives that take one constant past the task's own value (odd), the others small.
+
+    The constants the base plan shrank least come first (the cheapest to grow); each is tried
+    with the others at the smallest scaled plan (cheap in the CPU interpreter too), then at
+    ``base``. The child's memory budget discards those that do not fit.
+    """
+    start, names = _profile_start(source, base)
+    official = size_constants(source)
+    order = sorted(names, key=lambda name: (official[name] / max(start[name], 1), name))
+    smallest = _halvings({k: official[k] for k in names})[-1].overrides if names else {}
+    found = []
+    for k, name in enumerate(order[:PROFILE_ALTERNATIVES - 1]):
+        grown = int(_draw_unique(_grown(official[name]), 1, seed + k)[0])
+        for others in (smallest, base.overrides):
+            found.append(ShapePlan("profile", {**base.overrides, **others, name: grown}))
+    return list(dict.fromkeys(found))[:PROFILE_ALTERNATIVES]
+
+
+def _profile_start(source: str, base: ShapePlan) -> tuple[dict[str, int], list[str]]:
+    official = size_constants(source)
+    return {**official, **base.overrides}, [k for k, v in official.items() if is_size_like(k, v)]
+
+
+def _odd_plans(start: Mapping[str, int], names: list[str], fixed: Mapping[str, int], every: bool) -> Any:
+    from hypothesis import strategies as st
+
+    @st.composite
+    def plans(draw: Any) -> ShapePlan:
+        chosen = names if every else [draw(st.sampled_from(names))]
+        return ShapePlan("profile", {**fixed, **{name: draw(_odd_near(start[name])) for name in chosen}})
+
+    return plans()
+
+
+def _odd_near(base: int) -> Any:
+    """Odd sizes near ``base`` (never ``base`` itself): odd in [base/2, 1.5 base], odd primes, block + 1."""
+    from hypothesis import strategies as st
+
+    low, high = max(3, base // 2), max(base + base // 2, base + 4)
+    choices = [st.integers(low, high).map(lambda v: v | 1).filter(lambda v: v != base)]
+    primes = [p for p in _SMALL_PRIMES if low <= p <= high and p not in (2, base)]
+    if primes:
+        choices.append(st.sampled_from(primes))
+    over_block = [b + 1 for b in _BLOCK_SIZES if low <= b + 1 <= high and b + 1 != base]
+    if over_block:
+        choices.append(st.sampled_from(over_block))
+    return st.one_of(*choices)
+
+
+def _grown(official: int) -> Any:
+    """Odd sizes just past the task's own: official + 1 .. official + 33."""
+    from hypothesis import strategies as st
+
+    return st.integers(official + 1, official + 33).map(lambda v: v | 1)

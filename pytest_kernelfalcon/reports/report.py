@@ -282,11 +282,23 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
     for key in ("source", "provider", "model", "gpu", "shard", "started", "finished"):
         lines.append(f"- {key}: {meta.get(key) if meta.get(key) is not None else '-'}")
     versions = ", ".join(f"{k} {v}" for k, v in sorted((meta.get("versions") or {}).items()))
-    lines += [f"- versions: {versions}", "", summary_tables(report, tablefmt="github"), ""]
+    lines += [f"- versions: {versions}", f"- check profiles: {_profiles(report)}", "",
+              summary_tables(report, tablefmt="github"), ""]
     lines += ["## How the numbers are aggregated", ""]
     lines += [f"- {k}: {v}" for k, v in report["aggregation"].items()]
     lines += _task_lines(report) + _failed_lines(report) + _flag_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def profile_of(task: Mapping[str, Any]) -> str:
+    """The check profile that judged a task (``default``, ``official``, ...), from its shape plans."""
+    shapes = task.get("shapes") or []
+    return str(shapes[0].get("profile", "-")) if shapes and isinstance(shapes[0], Mapping) else "-"
+
+
+def _profiles(report: Mapping[str, Any]) -> str:
+    counts = Counter(profile_of(t) for t in report["tasks"])
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "-"
 
 
 def _task_lines(report: Mapping[str, Any]) -> list[str]:

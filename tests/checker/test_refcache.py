@@ -18,6 +18,7 @@ from checker_samples import CORRECT_FORWARD, RELU_TASK, write
 
 from pytest_kernelfalcon.checker import refcache
 from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+from pytest_kernelfalcon.core.verdict import Verdict
 from pytest_kernelfalcon.executor.base import Job, JobResult
 from pytest_kernelfalcon.executor.cold import ColdExecutor
 
@@ -201,3 +202,20 @@ def test_cli_second_verify_does_not_rerun_the_reference(task: Path, candidate: M
     assert cached == [0.0, 1.0]
     off = subprocess.run([*cmd[:-1], "off"], capture_output=True, text=True, timeout=300)
     assert json.loads(off.stdout.strip().splitlines()[-1])["timings"]["reference_cached"] == 0.0
+
+
+def test_default_profile_round_trips_its_joined_plans(task: Path, candidate: Make, tmp_path: Path) -> None:
+    """The default profile joins several reference jobs: the stored entry rebuilds the same plans and case
+    indices, and another base seed (other draws) is another entry."""
+    cand, store = candidate(CORRECT_FORWARD), tmp_path / "store"
+    modes, _, first = check(task, cand, store, shapes="default")
+    assert modes.count("reference") >= 2 and modes[-1] == "candidate"
+    made = first.reference(task.read_text())
+    modes, timings, second = check(task, cand, store, shapes="default")
+    assert modes == ["candidate"] and timings["reference_cached"] == 1.0
+    read = second.reference(task.read_text())
+    assert not isinstance(made, Verdict) and not isinstance(read, Verdict) and read.cached
+    assert [c.index for c in read.cases] == [c.index for c in made.cases] and len(read.cases) >= 2
+    assert [read.plan_of(c) for c in read.cases] == [made.plan_of(c) for c in made.cases]
+    modes, _, _ = check(task, cand, store, shapes="default", seed=7)
+    assert modes.count("reference") >= 2 and len(entries(store)) == 2

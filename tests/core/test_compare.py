@@ -118,3 +118,23 @@ def test_numbers_match_zero_dim_tensors_but_not_other_types() -> None:
     assert shape_mismatch([torch.zeros(1)], [1.5]).kind == "shape"  # type: ignore[union-attr]
     found = shape_mismatch([torch.zeros(2)], ["<unsupported output type dict>"])
     assert found is not None and found.kind == "type" and "dict" in found.detail
+
+
+def test_value_draw_tolerance_follows_the_reference_float64_error() -> None:
+    import torch
+
+    from pytest_kernelfalcon.core.compare import (
+        REF_ERROR_FACTOR,
+        tolerance_for,
+        value_draw_tolerance,
+    )
+
+    tol = tolerance_for("fp32")
+    ref = [torch.full((4,), 3e4)]
+    measured = value_draw_tolerance(tol, ref, [2e-3])
+    assert measured.atol == pytest.approx(tol.atol + REF_ERROR_FACTOR * 2e-3) and measured.rtol == tol.rtol
+    assert "float64" in measured.policy
+    assert value_draw_tolerance(tol, ref, [0.0]) == tol  # exact there: KernelBench's own tolerance
+    scaled = value_draw_tolerance(tol, ref, None)  # no float64 run: atol scaled by the largest output
+    assert scaled.atol == pytest.approx(tol.atol * 3e4)
+    assert value_draw_tolerance(tol, [torch.full((4,), 0.5)], None) == tol

@@ -166,3 +166,52 @@ def test_plan_shapes_picks_the_kind() -> None:
     assert plan_shapes(ATTENTION, "fuzz", n=3, seed=5) == fuzz_plans(ATTENTION, 3, 5)
     with pytest.raises(ValueError, match="unknown shape plan kind"):
         plan_shapes(ATTENTION, "huge")
+
+
+def test_profile_size_plans_are_odd_seeded_and_change_every_or_one_constant() -> None:
+    from pytest_kernelfalcon.core.shapes import PROFILE_ALTERNATIVES, profile_size_plans
+
+    base = scaled_plans(ATTENTION)[2]
+    plans = profile_size_plans(ATTENTION, base, seed=3)
+    assert plans == profile_size_plans(ATTENTION, base, seed=3)
+    assert 1 <= len(plans) <= PROFILE_ALTERNATIVES
+    every = plans[0].overrides
+    changed = {k: v for k, v in every.items() if v != base.overrides[k]}
+    assert set(changed) == {"batch_size", "seq_len", "embed_dim", "num_heads"}
+    assert all(v % 2 == 1 for v in changed.values()), every
+    for plan in plans[1:]:
+        assert sum(plan.overrides[k] != base.overrides[k] for k in base.overrides) == 1
+    assert all(plan.kind == "profile" for plan in plans)
+
+
+def test_grow_plans_take_one_constant_past_the_task_own_value() -> None:
+    from pytest_kernelfalcon.core.shapes import grow_plans
+
+    official = size_constants(ATTENTION)
+    base = scaled_plans(ATTENTION)[2]
+    plans = grow_plans(ATTENTION, base, seed=5)
+    assert plans and plans == grow_plans(ATTENTION, base, seed=5)
+    for plan in plans:
+        grown = [k for k, v in plan.overrides.items() if v > official[k]]
+        assert len(grown) == 1 and plan.overrides[grown[0]] % 2 == 1
+        others = {k: v for k, v in plan.overrides.items() if k != grown[0]}
+        assert all(v <= base.overrides[k] for k, v in others.items()), plan
+
+
+def test_profile_value_transforms_negative_and_mixed() -> None:
+    import torch
+
+    from pytest_kernelfalcon.core.shapes import PROFILE_VALUE_DISTS, apply_transform
+
+    assert [d.name for d in PROFILE_VALUE_DISTS] == ["large", "negative", "near_zero", "mixed"]
+    x = torch.randn(1000)
+    assert bool((value_dist("negative").apply(x) < 0).all())
+    torch.manual_seed(0)
+    mixed = apply_transform(x, value_dist("mixed").transform)
+    torch.manual_seed(0)
+    assert torch.equal(mixed, apply_transform(x, ["3.0", 0.0, "mixed"]))
+    ratio = (mixed / x).abs()
+    assert float(ratio.max()) > 100 and float(ratio.min()) < 0.01
+    with pytest.raises(ValueError, match="unknown value transform"):
+        apply_transform(x, [1.0, 0.0, "gaussian"])
+
