@@ -11,6 +11,23 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _interpret_where_no_gpu() -> None:
+    """Without CUDA every kernel runs in Triton's interpreter: say so before anything imports triton.
+
+    ``triton.language``'s own ``@jit`` helpers (``tl.max``, ``tl.softmax``) are decided at import;
+    imported without ``TRITON_INTERPRET=1``, kernels that call them fail in the interpreter later
+    ("Cannot call @triton.jit'd outside of the scope of a kernel"), depending on which test of an
+    xdist worker imported triton first. On a GPU machine the tests that need it set it per test.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_interpret_where_no_gpu()
+
+
 def kernelbench_root() -> Path:
     """Return ``KERNELBENCH_DIR`` or the default ``../shared/kernelbench`` beside the repo."""
     default = REPO.parent / "shared" / "kernelbench"
