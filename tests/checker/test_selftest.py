@@ -170,3 +170,25 @@ def test_selftest_on_real_kernelbench_tasks_finds_no_defect(kernelbench_dir: Pat
     assert "bool" in facts["level1/93_masked_cumsum"]["input_kinds"]
     assert facts["level2/66_Matmul_Dropout_Softmax"]["nondeterministic"]
     assert counts["int_or_bool_inputs"] == 2 and counts["nondeterministic"] == 1
+
+
+CLAMPED = RELU.replace("torch.relu(x)", "torch.clamp(x, max=-1.0)").replace("torch.randn(", "torch.rand(")
+
+
+def test_degenerate_is_judged_on_the_task_values_not_the_value_draws() -> None:
+    """Constant on the task's own inputs (rand in [0, 1) clamped to -1), not on the default profile's drawn values:
+    the task is degenerate (a constant kernel passes KernelBench's own check), whatever the draws show."""
+    from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
+    from pytest_kernelfalcon.checker.options import Reference
+    from pytest_kernelfalcon.core.facts import summarize
+
+    checker = Checker(CheckOptions(device="cpu", shapes="default", timeout_s=120))
+    try:
+        reference = checker.reference(CLAMPED)
+    finally:
+        checker.close()
+    assert isinstance(reference, Reference), reference
+    task_case = next(c for c in reference.cases if c.facts)
+    drawn = [t for t in task_case.trials if t["values"] != "task"]
+    assert drawn and any(len(set(t["outputs"][0].flatten().tolist())) > 1 for t in drawn)  # the draws vary
+    assert summarize(reference.cases, reference.probes).degenerate == ["output 0 constant"]
