@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    executor = _executor(args.executor, options)  # first: its workers import torch while this process does
     _bound_own_threads()
-    executor = _executor(args.executor, options)
     try:
         verdict = verify_candidate(args.task, args.candidate, options, executor).naming(str(args.candidate))
     finally:
