@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     executor = _executor(args.executor, options)  # first: its workers import torch while this process does
-    _bound_own_threads()
     try:
+        _bound_own_threads()
         verdict = verify_candidate(args.task, args.candidate, options, executor).naming(str(args.candidate))
     finally:
         executor.close()
