@@ -129,7 +129,7 @@ def measure_device(device: str, args: argparse.Namespace, candidates: list[tuple
 
 def machine(devices: list[str]) -> dict[str, str]:
     """Return the host, CPU model and (where used) GPU name."""
-    info = {"host": platform.node(), "cpu": _cpu_model(), "cores": str(os.cpu_count())}
+    info = {"host": platform.node(), "cpu": cpu_model(), "cores": str(os.cpu_count())}
     if "cuda" in devices:
         import torch
 
@@ -137,7 +137,8 @@ def machine(devices: list[str]) -> dict[str, str]:
     return info
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model of this machine (/proc/cpuinfo, else what platform knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -156,16 +156,11 @@ def server_counts(log: Path) -> dict[str, float]:
 
 def machine() -> str:
     """The CPU model and core count of this machine."""
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
     import os
 
-    return f"{name}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
+    from checker_overhead import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
 
 
 def report(out: Path) -> int:

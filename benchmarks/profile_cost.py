@@ -35,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from checker_overhead import correct_candidates  # noqa: E402
+from checker_overhead import machine as host_machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
@@ -97,18 +98,8 @@ def summary(rows: list[Row]) -> dict[str, float]:
 
 
 def machine(device: str) -> dict[str, str]:
-    """The host, CPU model and (on cuda) GPU name."""
-    info = {"host": platform.node(), "cores": str(os.cpu_count()), "python": platform.python_version()}
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                           if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    if device == "cuda":
-        import torch
-
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    """The host, CPU model, cores, Python and (on cuda) GPU name."""
+    return {**host_machine([device]), "python": platform.python_version()}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -132,6 +132,8 @@ class FalconConfig:
         self._validate_choices()
         self._validate_numbers()
         self._validate_paths()
+        from pytest_kernelfalcon.checker.options import resident_fits
+
         if self.falcon_data_path == "resident" and not resident_fits(self.shapes, self.device):
             _usage("--falcon-data-path resident checks official shapes only (--falcon-shapes official, "
                    "or default on cuda)")
@@ -218,11 +220,6 @@ class FalconConfig:
                               llm_timeout_s=self.falcon_llm_timeout,
                               budget_usd=self.falcon_budget_usd, task_timeout_s=self.falcon_timeout,
                               check=check, prompts_dir=self.falcon_prompts, run_root=self.falcon_run_dir)
-
-
-def resident_fits(shapes: str, device: str) -> bool:
-    """Whether the resident data path can serve a profile: its task plan is official (default: on cuda)."""
-    return shapes == "official" or (shapes == "default" and device == "cuda")
 
 
 def default_of(dest: str) -> Any:

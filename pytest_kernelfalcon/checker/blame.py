@@ -30,11 +30,18 @@ def harness_cause(result: JobResult, reference: bool = False) -> str | None:
     missing there is the machine's, wherever the import was made."""
     if result.timed_out or result.cancelled:
         return None
+    failure = _failure_text(result)
+    return None if failure is None else _missing_module(*failure, reference)
+
+
+def _failure_text(result: JobResult) -> tuple[str, str] | None:
+    """A failed job's (message, traceback): its reported error, else (the child broke before its job ran)
+    its stderr tail as both; None when the job did not fail."""
     error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
     if isinstance(error, dict):
-        return _missing_module(str(error.get("message", "")), str(error.get("traceback", "")), reference)
-    if result.report is None and result.returncode not in (0, None):  # the child broke before its job ran
-        return _missing_module(result.stderr_tail, result.stderr_tail, reference)
+        return str(error.get("message", "")), str(error.get("traceback", ""))
+    if result.report is None and result.returncode not in (0, None):
+        return result.stderr_tail or "", result.stderr_tail or ""
     return None
 
 
@@ -43,14 +50,8 @@ def hub_cause(result: JobResult) -> str | None:
 
     Never asked of a candidate job, whose error text the candidate controls.
     """
-    error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
-    if isinstance(error, dict):
-        text = f"{error.get('message', '')} {error.get('traceback', '')}"
-    elif result.report is None and result.returncode not in (0, None):
-        text = result.stderr_tail or ""
-    else:
-        return None  # the job did not fail
-    if HUB_FAILURE.search(text):
+    failure = _failure_text(result)
+    if failure is not None and HUB_FAILURE.search(" ".join(failure)):
         return "cannot run here: the task downloads a pretrained model from the Hugging Face hub " \
                "(from_pretrained), which this machine cannot reach and has no local copy of"
     return None

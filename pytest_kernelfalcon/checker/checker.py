@@ -32,6 +32,7 @@ from pytest_kernelfalcon.checker.options import (
     STRONG_TRIALS,
     CheckOptions,
     Reference,
+    resident_fits,
     validate,
 )
 from pytest_kernelfalcon.core.gpus import resolve_device
@@ -46,6 +47,7 @@ from pytest_kernelfalcon.core.protocol import (
     ResidentJob,
     TrialDraw,
     TrialInputs,
+    task_valued,
 )
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 from pytest_kernelfalcon.executor.base import Executor, Job, JobResult
@@ -92,7 +94,7 @@ class Checker:
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
         self._fuzz_seed = secrets.randbelow(2**31)
         self.resident = self.options.data_path == "resident"
-        if self.resident and self.options.shapes == "default" and self.device != "cuda":
+        if self.resident and not resident_fits(self.options.shapes, self.device):
             raise ValueError("the resident data path checks official shapes only (default: on cuda)")
         official_cuda = self.device == "cuda" and self.options.shapes in ("official", "default")
         self._resident_above = RESIDENT_NUMEL if self.options.data_path == "auto" and official_cuda else None
@@ -171,21 +173,13 @@ class Checker:
         with self.store.claim(key):
             start = time.monotonic()
             payload = self.store.load(key)
-            found = None if payload is None else refcache.reference_of(payload, self._plans(source))
+            found = None if payload is None else refcache.reference_of(payload)
             if found is not None:
                 return replace(found, wall_s=time.monotonic() - start)
             computed = self._compute_reference(source, cancel)
             if isinstance(computed, Reference):
                 self.store.save(key, refcache.payload_of(computed))
             return computed
-
-    def _plans(self, source: str) -> list[Any]:
-        """The shape plans a (non-fuzz) reference job is given; a case's ``index`` points into them."""
-        from pytest_kernelfalcon.core import shapes
-
-        if self.resident or self.options.shapes == "official":
-            return [shapes.official_plan()]
-        return shapes.scaled_plans(source)
 
     def _compute_reference(self, source: str, cancel: threading.Event | None) -> Reference | Verdict:
         from pytest_kernelfalcon.core import shapes
@@ -196,13 +190,13 @@ class Checker:
 
             found = default_reference(self, source, cancel)
         elif self.resident:
-            found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel,
+            found = self.reference_job(source, [shapes.official_plan()], "first_fit", None, cancel,
                                         mode="resident_reference")
         elif self.options.shapes == "official":
-            found = self._reference_job(source, [shapes.official_plan()], "first_fit", None, cancel)
+            found = self.reference_job(source, [shapes.official_plan()], "first_fit", None, cancel)
         else:  # scaled, and fuzz: draws are made around the chosen scaled plan
-            found = self._reference_job(source, shapes.scaled_plans(source), "first_fit",
-                                        self._budget(), cancel)
+            found = self.reference_job(source, shapes.scaled_plans(source), "first_fit",
+                                        self.budget(), cancel)
         if self.options.shapes == "fuzz" and isinstance(found, Reference):
             found = self._fuzz_reference(source, found.plan_of(found.cases[0]), cancel)
         if isinstance(found, Reference):
@@ -213,32 +207,21 @@ class Checker:
         from pytest_kernelfalcon.core import shapes
 
         plans = shapes.fuzz_plans(source, max(self.options.seeds, 1), self.base_seed, base)
-        return self._reference_job(source, plans, "each", 4 * self._budget(), cancel, last_exempt=False)
-
-    def reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
-                      cancel: threading.Event | None, **more: Any) -> Reference | Verdict:
-        """Run one reference job (``_reference_job``; the default profile composes several)."""
-        return self._reference_job(source, plans, pick, budget, cancel, **more)
+        return self.reference_job(source, plans, "each", 4 * self.budget(), cancel, last_exempt=False)
 
     def budget(self) -> int:
         """The numel budget of a scaled plan's inputs on this device."""
-        return self._budget()
+        return CPU_BUDGET_NUMEL if self.device == "cpu" else GPU_BUDGET_NUMEL
 
     def trial_seeds(self) -> list[int]:
         """The seeds of a plan's trials at the task's values."""
-        return self._trial_seeds()
-
-    def _budget(self) -> int:
-        return CPU_BUDGET_NUMEL if self.device == "cpu" else GPU_BUDGET_NUMEL
-
-    def _trial_seeds(self) -> list[int]:
         n = min(self.options.seeds, FUZZ_TRIALS) if self.options.shapes == "fuzz" else self.options.seeds
         return [self.base_seed + i for i in range(max(n, 1))]
 
-    def _reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
-                       cancel: threading.Event | None, last_exempt: bool = True,
-                       mode: str = "reference", extra: dict[str, Any] | list[dict[str, Any]] | None = None,
-                       ) -> Reference | Verdict:
+    def reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
+                      cancel: threading.Event | None, last_exempt: bool = True,
+                      mode: str = "reference", extra: dict[str, Any] | list[dict[str, Any]] | None = None,
+                      ) -> Reference | Verdict:
         """Run one reference job over ``plans``; ``extra`` (one dict, or one per plan) joins each plan's entry
         (``trials``, ``group``, ``strong``; its ``role`` goes into the plan's description)."""
         from pytest_kernelfalcon.core.tasks import rewrite_constants
@@ -255,7 +238,7 @@ class Checker:
                                         transform=tuple(plan.values.transform), **more))
             job = ReferenceJob(mode=mode, device=self.device, dtype=self.options.dtype,
                                construct_seed=self.base_seed, plans=tuple(entries), pick=pick,
-                               budget_numel=budget, last_exempt=last_exempt, seeds=tuple(self._trial_seeds()),
+                               budget_numel=budget, last_exempt=last_exempt, seeds=tuple(self.trial_seeds()),
                                strong_seeds=tuple(self.base_seed + 1000 + i for i in range(STRONG_TRIALS)),
                                strong=STRONG_TRANSFORM, resident_above=self._resident_above)
             _save_job(jobdir, job)
@@ -279,7 +262,7 @@ class Checker:
             probes = report.probes
         else:  # on the task's own values only (value draws make trivial answers pass, e.g. ReLU of negatives)
             probes = tuple(p for case in report.cases for p in low_signal_probes(
-                [(t["inputs"], t["outputs"]) for t in case.trials if t.get("values", "task") == "task"], tol))
+                [(t["inputs"], t["outputs"]) for t in case.trials if task_valued(t)], tol))
         split = {"reference_job_s": result.wall_s, "reference_probes_s": time.monotonic() - start}
         return Reference(report.cases, report.discarded, probes, self.base_seed, result.wall_s,
                          resident=report.resident, plans=tuple(plans), split=split)

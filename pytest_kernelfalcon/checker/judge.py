@@ -23,7 +23,7 @@ from pytest_kernelfalcon.core.compare import (
     value_draw_tolerance,
 )
 from pytest_kernelfalcon.core.facts import RNG_NOTE, rng_dependent
-from pytest_kernelfalcon.core.protocol import signal_name
+from pytest_kernelfalcon.core.protocol import signal_name, task_valued
 from pytest_kernelfalcon.core.verdict import Category, Tolerance, Verdict
 from pytest_kernelfalcon.executor.base import JobResult
 
@@ -104,7 +104,7 @@ def files_facts(reference: Reference, report: dict[str, Any], tol: Tolerance) ->
     """Return the per-trial facts of a candidate whose outputs came back in ``result.pt`` (host tensors)."""
     facts = []
     for plan, trial, got in _pairs(reference, report):
-        drawn = trial.get("values", "task") != "task"
+        drawn = not task_valued(trial)
         found = trial_facts(trial["outputs"], got["outputs"],
                             value_draw_tolerance(tol, trial["outputs"], trial.get("ref_error")) if drawn else tol,
                             bool(trial.get("strong")))

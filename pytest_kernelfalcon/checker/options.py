@@ -88,8 +88,12 @@ class Reference:
     @property
     def trial_count(self) -> int:
         """How many trials a candidate runs: every case's trials, plus the strengthened ones when low-signal."""
-        strong = self.low_signal
-        return sum(len(c.trials) + (len(c.strong_trials) if strong else 0) for c in self.cases)
+        return sum(len(self.trials_of(c)) for c in self.cases)
+
+
+def resident_fits(shapes: str, device: str) -> bool:
+    """Whether the resident data path can serve a profile: its task plan is official (default: on cuda)."""
+    return shapes == "official" or (shapes == "default" and device == "cuda")
 
 
 def validate(options: CheckOptions) -> None:

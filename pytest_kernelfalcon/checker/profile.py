@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_kernelfalcon.checker.options import Reference
-from pytest_kernelfalcon.core.protocol import PlanTrial
+from pytest_kernelfalcon.core.protocol import PlanTrial, task_valued
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class Checker(Protocol):
     def trial_seeds(self) -> list[int]: ...
 
     def reference_job(self, source: str, plans: list[Any], pick: str, budget: int | None,
-                      cancel: threading.Event | None, **more: Any) -> Reference | Verdict: ...
+                      cancel: threading.Event | None, last_exempt: bool = True, mode: str = "reference",
+                      extra: dict[str, Any] | list[dict[str, Any]] | None = None) -> Reference | Verdict: ...
 
 
 TASK_VALUES = (1.0, 0.0)
@@ -151,7 +152,7 @@ def mark_address_reuse(reference: Reference) -> Reference:
         return reference
     case = reference.cases[0]
     trials = [dict(t) for t in case.trials]
-    plain = [k for k, t in enumerate(trials) if t.get("values", "task") == "task"]
+    plain = [k for k, t in enumerate(trials) if task_valued(t)]
     at = plain[-1] if len(plain) >= 2 else 1
     if at >= len(trials) or at == 0:
         return reference
@@ -170,10 +171,15 @@ def joined_verdict(reference: Reference, first: Verdict, second: Verdict) -> Ver
                    shapes=first.shapes + second.shapes, low_signal=first.low_signal, timings=timings, audit=audit)
 
 
+def all_cases(reference: Reference) -> list[Any]:
+    """The reference's cases, then those of its extras (the drawn cases beside a resident base)."""
+    return [*reference.cases, *(reference.extras.cases if reference.extras else ())]
+
+
 def dropped_draws(reference: Reference) -> list[str]:
     """The value draws the reference could not take (non-finite or failing): reported, never judged."""
     found = []
-    for case in (*reference.cases, *(reference.extras.cases if reference.extras else ())):
+    for case in all_cases(reference):
         for drop in case.dropped:
             found.append(f"values {drop['values']} seed {drop['seed']} at sizes "
                          f"{case.plan.get('overrides') or 'official'}: {drop['error']}")
@@ -182,7 +188,7 @@ def dropped_draws(reference: Reference) -> list[str]:
 
 def coverage(reference: Reference) -> str:
     """What the profile covered, for the verdict: plans by role, value draws, address reuse, what was dropped."""
-    cases = [*reference.cases, *(reference.extras.cases if reference.extras else ())]
+    cases = all_cases(reference)
     roles: dict[str, list[str]] = {}
     for case in cases:
         sizes = case.plan.get("overrides") or "official"

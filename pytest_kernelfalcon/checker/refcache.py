@@ -267,20 +267,18 @@ def payload_of(reference: Any) -> dict[str, Any]:
             "plans": [plan.describe() for plan in reference.plans], "extras": extras}
 
 
-def reference_of(payload: dict[str, Any], plans: list[Any]) -> Any:
-    """The ``Reference`` of a stored payload, with its stored plans rebuilt (else ``plans``, the task's);
-    None when malformed."""
+def reference_of(payload: dict[str, Any]) -> Any:
+    """The ``Reference`` of a stored payload, with its stored plans rebuilt; None when malformed."""
     from pytest_kernelfalcon.checker.options import Reference
     from pytest_kernelfalcon.core.protocol import ProtocolError, ReferenceCase
     from pytest_kernelfalcon.core.shapes import described_plan
 
     try:
-        if payload.get("plans"):
-            plans = [described_plan(found) for found in payload["plans"]]
+        plans = [described_plan(found) for found in payload["plans"]]
         cases = tuple(ReferenceCase.from_wire(case) for case in payload["cases"])
         if any(not 0 <= case.index < len(plans) for case in cases):
             return None
-        extras = None if payload.get("extras") is None else reference_of(payload["extras"], plans)
+        extras = None if payload.get("extras") is None else reference_of(payload["extras"])
         if payload.get("extras") is not None and extras is None:
             return None
         return Reference(cases, tuple(payload["discarded"]), tuple(payload["probes"]), int(payload["base_seed"]),

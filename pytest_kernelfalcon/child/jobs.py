@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.child.runtime import JobError, goes_resident, run_then_exit, set_limits
-from pytest_kernelfalcon.core.protocol import JobRecord, ProtocolError, ReferenceJob, read_job
+from pytest_kernelfalcon.core.protocol import (
+    THREADS_ENV,
+    JobRecord,
+    ProtocolError,
+    ReferenceJob,
+    read_job,
+)
 
 # job mode -> (module, function(jobdir, job record) -> result body); imported only when a job needs it
 MODES: dict[str, tuple[str, str]] = {
@@ -48,7 +54,7 @@ def run_job(jobdir: Path, nonce: str) -> None:
     """Run the job described by ``jobdir/job.pt`` and write ``jobdir/result.pt`` (with ``nonce``)."""
     import torch
 
-    threads = os.environ.get("KERNELFALCON_THREADS", "")
+    threads = os.environ.get(THREADS_ENV, "")
     if threads.isdigit() and int(threads) > 0:  # the parent's share of the cores (a warm worker's torch
         torch.set_num_threads(int(threads))  # was imported before this job's environment was set)
     try:

@@ -29,6 +29,7 @@ from pytest_kernelfalcon.core.protocol import (
     ReferenceCase,
     ReferenceJob,
     ReferenceResult,
+    task_valued,
 )
 
 
@@ -179,7 +180,7 @@ def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCa
 def _facts(model: Any, task: Any, entry: PlanFile, job: ReferenceJob, trials: list[dict[str, Any]]) -> dict[str, Any]:
     """The task's facts from its own plan's trials at the task's own values (value draws would hide an output
     that is constant or zero on the task's inputs) and one repeated forward of the first (after every trial)."""
-    trials = [t for t in trials if t.get("values", "task") == "task"]
+    trials = [t for t in trials if task_valued(t)]
     first = next((t.transform for t in entry_trials(entry, job) if trials and t.seed == trials[0]["seed"]),
                  entry.transform)
     return case_facts(reference_forward, model, task.get_inputs, job, first, trials)

@@ -93,6 +93,7 @@ def summary(verdict: Verdict, task: Path, candidate: Path) -> str:
 
 def _options(args: argparse.Namespace) -> CheckOptions:
     from pytest_kernelfalcon.checker.checker import CheckOptions, resolve_device
+    from pytest_kernelfalcon.checker.options import resident_fits
 
     device = resolve_device(args.device)
     if device == "cuda" and not _cuda_available():
@@ -100,7 +101,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     shapes = "default" if args.shapes == "auto" else args.shapes
     if args.seeds < 1 or args.timeout <= 0:
         raise _UsageError("--seeds must be >= 1 and --timeout > 0")
-    if args.data_path == "resident" and not (shapes == "official" or (shapes == "default" and device == "cuda")):
+    if args.data_path == "resident" and not resident_fits(shapes, device):
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,

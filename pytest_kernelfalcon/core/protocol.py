@@ -8,6 +8,7 @@ need are defined here once.
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
@@ -18,6 +19,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pyte
 FILE_LIMIT = 8 << 30  # RLIMIT_FSIZE of every child process (bytes)
 DATA_PATHS = ("auto", "files", "resident")
 CANDIDATE_START_S = 60.0  # resident path: the candidate's process gets this long to start before its time limit runs
+THREADS_ENV = "KERNELFALCON_THREADS"  # a job's share of the CPU threads (executor/threads.py sets it)
 TIMING_REFUSED = "timing needs a CUDA GPU: CPU or TRITON_INTERPRET timings say nothing about kernel speed"
 
 
@@ -99,6 +101,11 @@ class PlanTrial(Record):
     seed: int
     transform: tuple[Any, ...]
     values: str = "task"  # "task": the task's own values; else a drawn distribution (dropped when unrunnable)
+
+
+def task_valued(trial: Mapping[str, Any]) -> bool:
+    """Whether a reference trial record ran at the task's own values (not a drawn value distribution)."""
+    return trial.get("values", "task") == "task"
 
 
 @dataclass(frozen=True)

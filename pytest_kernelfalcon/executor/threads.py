@@ -16,7 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-THREADS_ENV = "KERNELFALCON_THREADS"
+from pytest_kernelfalcon.core.protocol import THREADS_ENV
+
 FOLDER = "kernelfalcon-harnesses"
 
 
