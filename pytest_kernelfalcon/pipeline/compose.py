@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_kernelfalcon.core.verdict import Category
-from pytest_kernelfalcon.pipeline.codeblock import FormatError, bound_names, extract_code
-from pytest_kernelfalcon.pipeline.context import stop_on_harness_error
-from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
+from pytest_kernelfalcon.pipeline.codeblock import bound_names
+from pytest_kernelfalcon.pipeline.llmcall import Conversation, verdict_text
 from pytest_kernelfalcon.pipeline.rename import prefix_kernel
+from pytest_kernelfalcon.pipeline.rounds import Rounds, check_rounds, checked
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
 from pytest_kernelfalcon.pipeline.sources import (
     HEADER,
@@ -95,19 +94,10 @@ def compose_model(scope: TaskScope, fused_path: Path, kernels: list[Kernel]) -> 
     source = compose_source(fused_path.read_text(encoding="utf-8"), task_source, kernels)
     candidate = scope.dir / "compose" / "mechanical.py"
     atomic_write_text(candidate, source)
-    verdict = _check(scope, candidate, 0)
+    verdict = checked(scope, "compose", scope.ctx.checker, candidate, 0)
     if verdict.passed:
         return _accept(scope, candidate, verdict, 0, "mechanical")
     return _llm_compose(scope, task_source, source, verdict)
-
-
-def _check(scope: TaskScope, candidate: Path, round_: int) -> Verdict:
-    verdict = scope.ctx.checker.verify(scope.task.path, candidate)
-    save_verdict(candidate.with_suffix(".verdict.json"), verdict)
-    stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM
-    scope.emit("verdict", stage="compose", subgraph="", worker=0, round=round_, passed=verdict.passed,
-               category=verdict.category.value if verdict.category else None, detail=verdict.detail[:500])
-    return verdict
 
 
 def _accept(scope: TaskScope, candidate: Path, verdict: Verdict, rounds: int, how: str) -> ComposeResult:
@@ -124,24 +114,9 @@ def _llm_compose(scope: TaskScope, task_source: str, mechanical: str, verdict: V
     conv = Conversation(scope, "compose", "", 0, scope.ctx.config.temperature(0))
     prompt = scope.ctx.prompts.render("compose", task_id=scope.task.id, category=category, detail=detail,
                                       task_source=task_source, composed_source=mechanical)
-    templates: tuple[str, ...] = ("compose",)
-    for round_ in range(1, rounds + 1):
-        scope.emit("round", stage="compose", subgraph="", worker=0, round=round_)
-        text = conv.ask(round_, prompt, templates).text
-        try:
-            block = extract_code(text, required=("ModelNew",))
-        except FormatError as err:
-            category, detail = Category.FORMAT_ERROR.value, str(err)
-            prompt = scope.ctx.prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds)
-            templates = ("compose", "format_feedback")
-            continue
-        candidate = conv.path(round_, ".py")
-        atomic_write_text(candidate, composer_file(block.code, task_source))
-        verdict = _check(scope, candidate, round_)
-        if verdict.passed:
-            return _accept(scope, candidate, verdict, round_, "llm")
-        category, detail = verdict_text(verdict)
-        prompt = scope.ctx.prompts.render("feedback", category=category, detail=detail, round=round_,
-                                          max_rounds=rounds)
-        templates = ("compose", "feedback")
-    return ComposeResult(False, None, rounds, verdict, category, detail, how="llm")
+    spec = Rounds("ModelNew", ("compose",), rounds, lambda code: composer_file(code, task_source),
+                  scope.ctx.checker)
+    end = check_rounds(scope, conv, spec, prompt)
+    if end.passed and end.candidate is not None and end.verdict is not None:
+        return _accept(scope, end.candidate, end.verdict, end.rounds, "llm")
+    return ComposeResult(False, None, rounds, end.verdict or verdict, end.category, end.detail, how="llm")

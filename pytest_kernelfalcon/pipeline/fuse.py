@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_kernelfalcon.core.verdict import Category
-from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
-from pytest_kernelfalcon.pipeline.context import stop_on_harness_error
-from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
-from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
+from pytest_kernelfalcon.pipeline.llmcall import Conversation
+from pytest_kernelfalcon.pipeline.rounds import Rounds, check_rounds
 from pytest_kernelfalcon.pipeline.sources import fused_file
 
 if TYPE_CHECKING:
@@ -48,36 +45,14 @@ def fuse_model(scope: TaskScope) -> FuseResult:
         return FuseResult(True, target, 0, resumed=True)
     task_source = scope.task.path.read_text(encoding="utf-8")
     conv = Conversation(scope, "fuse", "", 0, scope.ctx.config.temperature(0))
-    checker = fuse_checker(scope)
     prompt = scope.ctx.prompts.render("fuse", task_id=scope.task.id, task_source=task_source)
-    templates: tuple[str, ...] = ("fuse",)
-    last = (Category.FORMAT_ERROR.value, "no answer")
-    rounds = scope.ctx.config.fuse_rounds
-    for round_ in range(1, rounds + 1):
-        scope.emit("round", stage="fuse", subgraph="", worker=0, round=round_)
-        text = conv.ask(round_, prompt, templates).text
-        try:
-            block = extract_code(text, required=("FusedModel",))
-        except FormatError as err:
-            last = (Category.FORMAT_ERROR.value, str(err))
-            prompt = scope.ctx.prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds)
-            templates = ("fuse", "format_feedback")
-            continue
-        candidate = conv.path(round_, ".py")
-        atomic_write_text(candidate, fused_file(block.code, task_source))
-        verdict = checker.verify(scope.task.path, candidate)
-        save_verdict(conv.path(round_, ".verdict.json"), verdict)
-        stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM
-        last = verdict_text(verdict)
-        scope.emit("verdict", stage="fuse", subgraph="", worker=0, round=round_, passed=verdict.passed,
-                   category=last[0] if not verdict.passed else None, detail=verdict.detail[:500])
-        if verdict.passed:
-            _accept(candidate, target)
-            return FuseResult(True, target, round_)
-        prompt = scope.ctx.prompts.render("feedback", category=last[0], detail=last[1], round=round_,
-                                          max_rounds=rounds)
-        templates = ("fuse", "feedback")
-    return FuseResult(False, target, rounds, category=last[0], detail=last[1])
+    spec = Rounds("FusedModel", ("fuse",), scope.ctx.config.fuse_rounds,
+                  lambda code: fused_file(code, task_source), fuse_checker(scope))
+    end = check_rounds(scope, conv, spec, prompt)
+    if end.passed and end.candidate is not None:
+        _accept(end.candidate, target)
+        return FuseResult(True, target, end.rounds)
+    return FuseResult(False, target, end.rounds, category=end.category, detail=end.detail)
 
 
 def _accept(candidate: Path, target: Path) -> None:
