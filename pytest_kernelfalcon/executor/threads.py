@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from pytest_kernelfalcon.core.protocol import THREADS_ENV
@@ -27,11 +27,36 @@ def _folder() -> Path:
     return path
 
 
-@functools.cache  # once per process; the handle stays open (and locked) for the process's life
+_REGISTRATION: dict[int, object] = {}  # pid -> the open, locked handle (held for the process's life)
+_REGISTERING = threading.Lock()
+
+
+def _fresh_lock_after_fork() -> None:
+    global _REGISTERING  # a fork taken while another thread held it would leave the child's copy held
+    _REGISTERING = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 def _register() -> object:
-    handle = open(_folder() / f"{os.getpid()}.lock", "a")  # noqa: SIM115 - held for life
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
+    """Register this process once, whichever of its threads asks first (the others wait for that one).
+
+    Two threads that each opened the file and took ``LOCK_EX`` would hold two open file
+    descriptions of one file: the second waits on the first forever (issue 22). One lock in the
+    process and a non-blocking ``flock`` on its own file make that impossible; a forked child
+    (another pid) registers itself anew."""
+    pid = os.getpid()
+    with _REGISTERING:
+        if pid not in _REGISTRATION:
+            handle = open(_folder() / f"{pid}.lock", "a")  # noqa: SIM115 - held for life
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # our own pid's file: nobody else holds it
+            except OSError:
+                handle.close()
+                raise
+            _REGISTRATION[pid] = handle
+        return _REGISTRATION[pid]
 
 
 def live_harnesses() -> int:

@@ -35,3 +35,56 @@ def test_a_second_harness_halves_the_share(tmp_path: Path) -> None:
 def test_a_user_setting_of_omp_threads_is_kept(tmp_path: Path) -> None:
     env = scrubbed_env({"OMP_NUM_THREADS": "3"}, Job(tmp_path, 1.0, "cpu"))
     assert env["OMP_NUM_THREADS"] == "3" and env[THREADS_ENV] == str(thread_share())
+
+
+RACE = """
+import sys, threading
+from pytest_kernelfalcon.executor import threads
+n = int(sys.argv[1])
+barrier = threading.Barrier(n)
+counts = []
+def register():
+    barrier.wait()
+    counts.append(threads.live_harnesses())
+workers = [threading.Thread(target=register) for _ in range(n)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+print(len(counts), min(counts), flush=True)
+"""
+
+
+def test_registration_from_many_threads_and_processes_at_once_ends() -> None:
+    """Issue 22: threads of one process registering at the same moment once waited on each other's lock forever."""
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, "16"], stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0] * len(procs)
+    for out in outs:
+        registered, least = map(int, out.split())
+        assert registered == 16 and least >= 1  # every thread came back, each process counted itself
+
+
+def test_one_registration_per_process_whichever_thread_asks() -> None:
+    import threading
+
+    from pytest_kernelfalcon.executor import threads
+
+    handles: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def register() -> None:
+        barrier.wait()
+        handles.append(threads._register())
+
+    workers = [threading.Thread(target=register, daemon=True) for _ in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert len(handles) == 8 and len({id(h) for h in handles}) == 1
