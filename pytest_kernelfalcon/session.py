@@ -156,7 +156,10 @@ class FalconSession:
                                category=Category.MISSING_CANDIDATE.value,
                                detail=f"no candidate {task.level}/{task.path.name} or {task.path.name} "
                                       f"in {self.cfg.falcon_candidates}")
-        verdict = self.checker().verify(task.path, candidate).naming(str(candidate))
+        from pytest_kernelfalcon.executor.deadline import Deadline
+
+        deadline = Deadline(self.cfg.falcon_timeout, what=f"{task.id} (--falcon-timeout)")
+        verdict = self.checker().verify(task.path, candidate, cancel=deadline).naming(str(candidate))
         return TaskOutcome(
             task.id, task.level, verdict.passed, stage=None if verdict.passed else "check",
             category=verdict.category.value if verdict.category else None, detail=verdict.detail,

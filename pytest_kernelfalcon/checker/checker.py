@@ -9,6 +9,7 @@ one task reuse them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.checker import memory
 from pytest_kernelfalcon.checker.judge import job_failure, judge_candidate
 from pytest_kernelfalcon.checker.options import (
     CPU_BUDGET_NUMEL,
@@ -52,6 +54,12 @@ from pytest_kernelfalcon.core.protocol import (
 from pytest_kernelfalcon.core.verdict import Category, Verdict
 from pytest_kernelfalcon.executor.base import Executor, Job, JobResult
 from pytest_kernelfalcon.executor.cold import ColdExecutor
+from pytest_kernelfalcon.executor.deadline import (
+    DeadlinePassed,
+    WaitCancelled,
+    raise_if_passed,
+    waiting,
+)
 
 
 def _read(path: Path) -> str | None:
@@ -92,6 +100,7 @@ class Checker:
         self.executor: Executor = executor or ColdExecutor()
         self._owns_executor = executor is None
         self._references: dict[tuple[Any, ...], Reference | Verdict] = {}
+        self._peaks: dict[str, int] = {}  # task source sha256 -> the peak device bytes its reference measured
         self._fuzz_seed = secrets.randbelow(2**31)
         self.resident = self.options.data_path == "resident"
         if self.resident and not resident_fits(self.options.shapes, self.device):
@@ -110,6 +119,13 @@ class Checker:
         if self._owns_executor:
             self.executor.close()
 
+    @functools.cached_property
+    def card(self) -> Any:
+        """The GPU memory card this checker's jobs lease (``executor.leases.Card``), None where none applies."""
+        from pytest_kernelfalcon.executor.leases import card_for
+
+        return card_for(self.device, self.options.gpu)
+
     @property
     def base_seed(self) -> int:
         """The base seed of every trial (random per checker for fuzz unless given)."""
@@ -118,7 +134,20 @@ class Checker:
         return self._fuzz_seed if self.options.shapes == "fuzz" else DEFAULT_SEED
 
     def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None) -> Verdict:
-        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates)."""
+        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates).
+
+        ``cancel`` may be a ``Deadline``: past it the verdict is a ``harness_error`` naming the stage that was
+        waiting (a lock, a lease, a worker's start, a job), and every job it started is killed."""
+        try:
+            return self._verify(task, candidate, cancel)
+        except DeadlinePassed as exc:
+            return Verdict.failed(Category.HARNESS_ERROR, str(exc), device=self.device, dtype=self.options.dtype,
+                                  audit={"deadline": {"stage": exc.stage, "seconds": exc.seconds}})
+        except WaitCancelled as exc:
+            return Verdict.failed(Category.CANCELLED, f"cancelled while waiting for {exc}", device=self.device,
+                                  dtype=self.options.dtype)
+
+    def _verify(self, task: Path, candidate: Path, cancel: threading.Event | None) -> Verdict:
         device, dtype = self.device, self.options.dtype
         source = _read(Path(candidate))
         if source is None:
@@ -170,7 +199,7 @@ class Checker:
             source, fields, self.device, self.options.gpu)
         if self.store is None or key is None:
             return self._compute_reference(source, cancel)
-        with self.store.claim(key):
+        with self.store.claim(key, cancel):
             start = time.monotonic()
             payload = self.store.load(key)
             found = None if payload is None else refcache.reference_of(payload)
@@ -241,11 +270,21 @@ class Checker:
                                budget_numel=budget, last_exempt=last_exempt, seeds=tuple(self.trial_seeds()),
                                strong_seeds=tuple(self.base_seed + 1000 + i for i in range(STRONG_TRIALS)),
                                strong=STRONG_TRANSFORM, resident_above=self._resident_above)
-            _save_job(jobdir, job)
-            result = self._run(jobdir, cancel)
-            return self._reference_from(result, plans)
+            with waiting(cancel, "the hand-over (writing the reference job)"):
+                _save_job(jobdir, job)
+            need = memory.reference_need(self._peaks.get(_digest(source)))
+            result = self._run(jobdir, cancel, "the reference job", need)
+            found = self._reference_from(result, plans)
+            self._note_peak(source, found)
+            return found
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _note_peak(self, source: str, found: Reference | Verdict) -> None:
+        """Remember the task's measured peak device memory: its later jobs lease that much, not the card."""
+        peak = memory.task_peak(found) if isinstance(found, Reference) else None
+        if peak is not None:
+            self._peaks[_digest(source)] = max(peak, self._peaks.get(_digest(source), 0))
 
     def _reference_from(self, result: JobResult, plans: list[Any]) -> Reference | Verdict:
         from pytest_kernelfalcon.core.compare import low_signal_probes, tolerance_for
@@ -267,9 +306,15 @@ class Checker:
         return Reference(report.cases, report.discarded, probes, self.base_seed, result.wall_s,
                          resident=report.resident, plans=tuple(plans), split=split)
 
-    def _run(self, jobdir: Path, cancel: threading.Event | None, margin_s: float = 0.0) -> JobResult:
+    def _run(self, jobdir: Path, cancel: threading.Event | None, stage: str, need: int | None,
+             margin_s: float = 0.0) -> JobResult:
+        """Run one job under a GPU memory lease of ``need`` bytes (None: alone); past the deadline, raise."""
         job = Job(jobdir, self.options.timeout_s + margin_s, self.device, self.options.gpu)
-        return self.executor.run(job, cancel)
+        with waiting(cancel, stage):
+            result = memory.run_leased(self.executor, job, cancel, self.card, need)
+            if result.cancelled:
+                raise_if_passed(cancel)
+        return result
 
     # -- candidate -------------------------------------------------------------------------
     def _candidate_job(self, reference: Reference) -> CandidateJob:
@@ -304,31 +349,42 @@ class Checker:
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "") -> Verdict:
-        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source)
+        peak = memory.task_peak(reference) or self._peaks.get(_digest(task_source))
+        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source, peak)
         if reference.extras is None or not verdict.passed:
             return verdict
         from pytest_kernelfalcon.checker.profile import joined_verdict
 
-        return joined_verdict(reference, verdict, self._run_candidate_job(source, reference.extras, cancel))
+        return joined_verdict(reference, verdict,
+                              self._run_candidate_job(source, reference.extras, cancel, peak=peak))
 
     def _run_candidate_job(self, source: str, reference: Reference, cancel: threading.Event | None,
-                           task_source: str = "") -> Verdict:
+                           task_source: str = "", peak: int | None = None) -> Verdict:
         start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
             (jobdir / "candidate.py").write_text(_following_plan(source, reference))
-            if reference.resident:
-                _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
-            else:
-                _save_job(jobdir, self._candidate_job(reference))
+            with waiting(cancel, "the hand-over (writing the candidate job)"):
+                if reference.resident:
+                    _save_job(jobdir, self._resident_job(reference, task_source, jobdir))
+                else:
+                    _save_job(jobdir, self._candidate_job(reference))
             inputs_s, start = time.monotonic() - start, time.monotonic()
-            result = self._run(jobdir, cancel, RESIDENT_MARGIN_S if reference.resident else 0.0)
+            need = memory.candidate_need(peak, reference.resident)
+            result = self._run(jobdir, cancel, "the candidate job", need,
+                               RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
         handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
         verdict = judge_candidate(reference, result, self.options, self.device)
         verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
+        if result.notes:
+            verdict.audit["harness_notes"] = list(result.notes)
         return verdict
+
+
+def _digest(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 def _following_plan(source: str, reference: Reference) -> str:

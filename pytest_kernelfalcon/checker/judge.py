@@ -56,6 +56,8 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
         return Verdict.failed(Category.HARNESS_ERROR, cause)
     if what == "reference" and (cause := hub_cause(result)) is not None:
         return Verdict.failed(Category.HARNESS_ERROR, cause)
+    if (memory := _memory_failure(result, what)) is not None:
+        return memory
     if result.report is None or result.returncode != 0:
         return Verdict.failed(Category.CRASH, _crash_detail(result, what))
     error = result.report.get("error")
@@ -66,6 +68,21 @@ def job_failure(result: JobResult, what: str) -> Verdict | None:
             return Verdict.failed(Category.CRASH, f"{what} reported an unknown error: {error!r}"[:2000])
         return Verdict.failed(category, str(error.get("message", "")))
     return None
+
+
+def _memory_failure(result: JobResult, what: str) -> Verdict | None:
+    """Out of device memory alone (a job that ran out beside other checks was run again alone first):
+    the candidate's own ``out_of_memory``; for the reference, the machine's (cannot run here)."""
+    from pytest_kernelfalcon.checker.memory import out_of_memory
+
+    found = out_of_memory(result)
+    if found is None:
+        return None
+    how = "even alone, after running out beside other checks" if result.notes else "alone"
+    if what == "reference":
+        return Verdict.failed(Category.HARNESS_ERROR, f"cannot run here: the reference ran out of device memory "
+                                                      f"{how} ({found.describe()})")
+    return Verdict.failed(Category.OUT_OF_MEMORY, f"{what} ran out of device memory {how} ({found.describe()})")
 
 
 def _audit_judgement(audit: dict[str, Any]) -> Judgement | None:

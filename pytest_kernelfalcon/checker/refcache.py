@@ -130,6 +130,14 @@ class StoreStats:
     rejected: list[str] = field(default_factory=list)
 
 
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class ReferenceStore:
     """One cache directory; see the module docstring for what is trusted."""
 
@@ -153,14 +161,19 @@ class ReferenceStore:
         return self.root / f"{key_name(key)}.pt"
 
     @contextlib.contextmanager
-    def claim(self, key: dict[str, Any]) -> Iterator[None]:
-        """Hold the key's lock: concurrent checkers of one reference run it once, the others then load it."""
+    def claim(self, key: dict[str, Any], cancel: threading.Event | None = None) -> Iterator[None]:
+        """Hold the key's lock: concurrent checkers of one reference run it once, the others then load it.
+
+        The wait for another checker computing it polls ``cancel`` (a ``Deadline`` bounds it)."""
         if not self.usable():
             yield
             return
+        from pytest_kernelfalcon.executor.deadline import wait_until
+
         fd = os.open(self.root / f"{key_name(key)}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            wait_until(lambda: _try_flock(fd), cancel, "the reference cache (another check is computing this "
+                                                      "reference)", 0.1)
             yield
         finally:
             os.close(fd)

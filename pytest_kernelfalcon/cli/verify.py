@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_kernelfalcon.checker.options import SHAPE_PROFILES
-from pytest_kernelfalcon.core.verdict import Verdict
+from pytest_kernelfalcon.core.verdict import Category, Verdict
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.checker.checker import CheckOptions
     from pytest_kernelfalcon.executor.base import Executor
+    from pytest_kernelfalcon.executor.deadline import Deadline
 
 
 EXIT_CODES = """exit codes:
   0  the candidate was accepted
   1  the candidate was rejected (the verdict's category says why)
   2  bad usage: an option, an unreadable or malformed task or candidate file, an impossible device
-  3  harness error: the harness or the machine failed (e.g. a missing package), not the candidate"""
+  3  harness error: the harness or the machine failed (e.g. a missing package, the command's --deadline
+     passed while it waited for a lock, a worker or a job), not the candidate"""
+
+DEADLINE_JOBS = 5  # the default deadline: this many jobs' --timeout (the default profile runs up to five)
+WATCHDOG_GRACE_S = 10.0  # past the deadline, a command still running after this is ended from outside
 
 
 class _UsageError(Exception):
@@ -56,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="dtype of inputs, weights and outputs (tolerance fp32 1e-4, bf16/fp16 1e-2)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per child process")
+    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                   help=f"seconds for the whole command, every wait included (locks, GPU memory, workers' start, "
+                        f"jobs); past it the verdict is harness_error naming what was waiting, exit 3, every child "
+                        f"process killed (default: {DEADLINE_JOBS} x --timeout)")
     p.add_argument("--data-path", choices=("auto", "files", "resident"), default="auto",
                    help="resident: inputs, reference and comparison stay on the device (official shapes; "
                         "auto: for official inputs on cuda over 64M elements)")
@@ -99,8 +110,8 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     if device == "cuda" and not _cuda_available():
         raise _UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     shapes = "default" if args.shapes == "auto" else args.shapes
-    if args.seeds < 1 or args.timeout <= 0:
-        raise _UsageError("--seeds must be >= 1 and --timeout > 0")
+    if args.seeds < 1 or args.timeout <= 0 or (args.deadline is not None and args.deadline <= 0):
+        raise _UsageError("--seeds must be >= 1, --timeout and --deadline > 0")
     if args.data_path == "resident" and not resident_fits(shapes, device):
         raise _UsageError("--data-path resident checks official shapes only")
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
@@ -125,20 +136,63 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    executor = _executor(args.executor, options)  # first: its workers import torch while this process does
+    deadline = _deadline(args)
+    done = _watchdog(deadline, args, options, started_at)
+    with deadline.waiting("the executor's start"):
+        executor = _executor(args.executor, options)  # first: its workers import torch while this process does
     try:
-        _bound_own_threads()
-        verdict = verify_candidate(args.task, args.candidate, options, executor).naming(str(args.candidate))
+        with deadline.waiting("this command's share of the cores (the harness registry)"):
+            _bound_own_threads()
+        verdict = verify_candidate(args.task, args.candidate, options, executor, cancel=deadline)
+        verdict = verdict.naming(str(args.candidate))
     finally:
-        executor.close()
+        with deadline.waiting("the executor's workers to end"):
+            executor.close()
+    done.set()
+    return _report(verdict, args, started_at)
+
+
+def _report(verdict: Verdict, args: argparse.Namespace, started_at: float) -> int:
+    """Print the verdict (JSON or the summary); return the exit code."""
     if args.json:
         print(json.dumps({**verdict.to_json(), "task": str(args.task), "candidate": str(args.candidate),
-                          "cli_started_at": started_at}))
+                          "cli_started_at": started_at}), flush=True)
     else:
-        print(summary(verdict, args.task, args.candidate))
+        print(summary(verdict, args.task, args.candidate), flush=True)
     if verdict.category is not None and verdict.category.value == "harness_error":
         return 3
     return 0 if verdict.passed else 1
+
+
+def _deadline(args: argparse.Namespace) -> Deadline:
+    from pytest_kernelfalcon.executor.deadline import Deadline
+
+    seconds = args.deadline if args.deadline is not None else DEADLINE_JOBS * args.timeout
+    return Deadline(seconds, what="kernelfalcon verify")
+
+
+def _watchdog(deadline: Deadline, args: argparse.Namespace, options: CheckOptions,
+              started_at: float) -> threading.Event:
+    """Start the thread that ends the command from outside if it still runs ``WATCHDOG_GRACE_S`` past its
+    deadline (a wait nobody bounded): the verdict names the stage, every child is killed, exit 3."""
+    done = threading.Event()
+    main_thread = threading.get_ident()
+
+    def watch() -> None:
+        if done.wait((deadline.remaining() or 0.0) + WATCHDOG_GRACE_S):
+            return
+        from pytest_kernelfalcon.executor.base import kill_descendants
+        from pytest_kernelfalcon.executor.deadline import DeadlinePassed
+
+        passed = DeadlinePassed(deadline.passed_in or deadline.stage(main_thread), deadline.seconds, deadline.what)
+        verdict = Verdict.failed(Category.HARNESS_ERROR, str(passed), device=options.device, dtype=options.dtype,
+                                 audit={"deadline": {"stage": passed.stage, "seconds": passed.seconds}})
+        kill_descendants()
+        code = _report(verdict, args, started_at)
+        os._exit(code)
+
+    threading.Thread(target=watch, name="kf-watchdog", daemon=True).start()
+    return done
 
 
 def _bound_own_threads() -> None:

@@ -30,6 +30,7 @@ class Category(str, Enum):
     SIDE_STREAM = "side_stream"
     CHECKER_TAMPER = "checker_tamper"
     MISSING_CANDIDATE = "missing_candidate"
+    OUT_OF_MEMORY = "out_of_memory"  # the candidate ran out of device memory alone (beside others: run again)
     REFERENCE_ERROR = "reference_error"
     CANCELLED = "cancelled"
     # pipeline-level outcomes (a task that never reached a final check)

@@ -48,6 +48,7 @@ class JobResult:
     wall_s: float
     report: dict[str, Any] | None
     report_error: str | None
+    notes: tuple[str, ...] = ()  # what the harness did about the job (e.g. run again alone after out of memory)
 
 
 class Executor(Protocol):
@@ -98,6 +99,40 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def descendants(root: int | None = None) -> list[int]:
+    """Every live descendant of process ``root`` (this one by default), read from ``/proc`` (Linux; [] elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [os.getpid() if root is None else root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_descendants() -> int:
+    """SIGKILL every descendant of this process (process groups of their own included); return how many."""
+    killed = 0
+    for _ in range(5):  # a process forking while we kill: look again
+        found = descendants()
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        for pid in found:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+    return killed
 
 
 def read_tail(path: Path) -> str:

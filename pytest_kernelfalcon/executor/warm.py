@@ -40,6 +40,7 @@ from pytest_kernelfalcon.executor.base import (
 )
 from pytest_kernelfalcon.executor.base import read_tail as tail_of
 from pytest_kernelfalcon.executor.cold import ColdExecutor
+from pytest_kernelfalcon.executor.deadline import waiting
 
 READY_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 60.0
@@ -119,15 +120,16 @@ class Worker:
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def start(self, job: Job, nonce: str, log_dir: Path) -> int:
-        """Send the request; return the pid running it (raise ``WorkerLost`` if the worker is gone)."""
+    def start(self, job: Job, nonce: str, log_dir: Path, cancel: threading.Event | None = None) -> int:
+        """Send the request; return the pid running it (raise ``WorkerLost`` if the worker is gone or ``cancel``
+        is set before it answers)."""
         req = {"workdir": str(job.workdir), "timeout_s": job.timeout_s, "nonce": nonce, "log_dir": str(log_dir),
                "env": scrubbed_env(dict(os.environ), job), "uid": self.uid, "policy": asdict(self.policy)}
         try:
             self._send(json.dumps(req).encode() + b"\n")
         except OSError as exc:
             raise WorkerLost(f"worker pipe closed: {exc}", False) from exc
-        line = self.reader.readline(time.monotonic() + START_TIMEOUT_S)
+        line = self.reader.readline(time.monotonic() + START_TIMEOUT_S, cancel)
         if not (line or "").startswith("started "):
             raise WorkerLost(f"worker did not start the job (said {line!r})", False)
         return int((line or "").split()[1])
@@ -267,24 +269,40 @@ class Pool:
         else:
             self.retire(worker)
 
+    def _enter(self, cancel: threading.Event | None) -> bool:
+        """Take one of the pool's ``size`` places (False when ``cancel`` is set first)."""
+        with waiting(cancel, "a free warm worker slot (the pool's other jobs are running)"):
+            while not self.gate.acquire(timeout=POLL_S * 4):
+                if cancel is not None and cancel.is_set():
+                    return False
+        return True
+
     def run(self, job: Job, cancel: threading.Event | None) -> JobResult:
         """Run ``job`` on a ready worker (retrying once if a worker is lost before the job starts)."""
-        with self.gate:
-            for _ in range(2):
+        if not self._enter(cancel):
+            return JobResult(None, False, True, "", 0.0, None, None)
+        try:
+            return self._run_entered(job, cancel)
+        finally:
+            self.gate.release()
+
+    def _run_entered(self, job: Job, cancel: threading.Event | None) -> JobResult:
+        for _ in range(2):
+            with waiting(cancel, "a warm worker to start (importing torch and triton)"):
                 got = self._take(cancel)
-                if got is None:
-                    return JobResult(None, False, True, "", 0.0, None, None)
-                slot, worker = got
-                if isinstance(worker, str):  # the worker did not start: this job runs cold
-                    self.spawn(slot)
-                    return self.fallback.run(job, cancel)
-                try:
-                    result, reusable = self._run_on(worker, job, cancel)
-                except WorkerLost:
-                    self.retire(worker)
-                    continue
-                self._give_back(worker, reusable)
-                return result
+            if got is None:
+                return JobResult(None, False, True, "", 0.0, None, None)
+            slot, worker = got
+            if isinstance(worker, str):  # the worker did not start: this job runs cold
+                self.spawn(slot)
+                return self.fallback.run(job, cancel)
+            try:
+                result, reusable = self._run_on(worker, job, cancel)
+            except WorkerLost:
+                self.retire(worker)
+                continue
+            self._give_back(worker, reusable)
+            return result
         return self.fallback.run(job, cancel)
 
     def _run_on(self, worker: Worker, job: Job, cancel: threading.Event | None) -> tuple[JobResult, bool]:
@@ -292,7 +310,7 @@ class Pool:
         log_dir = Path(tempfile.mkdtemp(prefix="kf-log-", dir=self.home))
         start = time.monotonic()
         try:
-            worker.start(job, nonce, log_dir)
+            worker.start(job, nonce, log_dir, cancel)
             try:
                 how, rc = worker.finish(start + job.timeout_s, cancel)
             except WorkerLost as exc:

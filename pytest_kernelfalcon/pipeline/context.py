@@ -40,7 +40,10 @@ NOT_THE_CANDIDATES = (Category.HARNESS_ERROR, Category.REFERENCE_ERROR)
 
 def stop_on_harness_error(verdict: Verdict) -> Verdict:
     """Return ``verdict``; raise ``HarnessFailure`` when it blames the harness or the task's reference
-    (nothing the LLM could fix: never fed back as feedback)."""
+    (nothing the LLM could fix: never fed back as feedback), ``BudgetExceeded`` when the task's deadline
+    passed during the check."""
+    if "deadline" in verdict.audit:
+        raise BudgetExceeded("wall time", verdict.detail)
     if verdict.category in NOT_THE_CANDIDATES:
         raise HarnessFailure(verdict.detail, verdict.category.value)
     return verdict
@@ -59,8 +62,12 @@ class TaskBudget:
 
     def __init__(self, config: PipelineConfig, usage: Usage | None = None,
                  sources: tuple[str, ...] = ()) -> None:
+        from pytest_kernelfalcon.executor.deadline import Deadline
+
         self.config = config
         self.started = time.monotonic()
+        # every check of the task waits at most this long (locks, leases, workers, jobs): the wall-time budget
+        self.deadline = Deadline(config.task_timeout_s, what="the task (--falcon-timeout)")
         self._lock = threading.Lock()
         self._usage = usage or Usage()
         self._sources: set[str] = set(sources)

@@ -99,7 +99,7 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
     if broken is not None:
         return GenerateResult(spec.id, False, None, 0, broken.category.value if broken.category else
                               Category.REFERENCE_ERROR.value, broken.detail)
-    race = Race()
+    race = Race(cancel=_race_cancel(scope))
     ends = _run_workers(scope, spec, race)
     rounds = sum(e.rounds for e in ends)
     if race.winner is not None:
@@ -110,11 +110,22 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
     return GenerateResult(spec.id, False, None, rounds, category, detail)
 
 
+def _race_cancel(scope: TaskScope) -> threading.Event:
+    """The race's cancel event: set by the winner, and by the task's deadline."""
+    from pytest_kernelfalcon.executor.deadline import Deadline
+
+    return Deadline(None, parent=scope.budget.deadline)
+
+
 def _reference_problem(scope: TaskScope, spec: SubgraphSpec) -> Verdict | None:
     """Run (and cache) the spec's reference once before the workers start; return its failure if any."""
     from pytest_kernelfalcon.core.verdict import Verdict
+    from pytest_kernelfalcon.executor.deadline import DeadlinePassed
 
-    found = scope.ctx.checker.reference(spec.task_path.read_text(encoding="utf-8"))
+    try:
+        found = scope.ctx.checker.reference(spec.task_path.read_text(encoding="utf-8"), scope.budget.deadline)
+    except DeadlinePassed as exc:
+        raise BudgetExceeded("wall time", str(exc)) from exc
     return found if isinstance(found, Verdict) else None
 
 

@@ -1,0 +1,104 @@
+"""Device memory of checks: leases sized by the task's measured peak, out of memory retried alone.
+
+Out of memory is the machine's problem until shown otherwise. Each job on a GPU holds a lease
+(``executor.leases``) for its run: a task's jobs are sized from the peak its reference measured
+(``TaskFacts.peak_bytes``); a task whose peak is not known yet (its first reference job) runs
+alone. A job that runs out of device memory while other leases held the card is run again
+alone; one that still does alone is ``out_of_memory`` for a candidate and a ``harness_error``
+(cannot run here) for a reference, with the bytes it asked for and what was free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_kernelfalcon.checker.options import Reference
+    from pytest_kernelfalcon.executor.base import Executor, Job, JobResult
+    from pytest_kernelfalcon.executor.leases import Card
+
+GIB = 1 << 30
+CONTEXT_BYTES = GIB  # one CUDA process: the context, torch's and Triton's modules, the allocator's slack
+REFERENCE_FACTOR = 1.25  # the reference again, with the caching allocator's fragmentation
+CANDIDATE_FACTOR = 1.5  # a candidate's own buffers beside the task's inputs and outputs
+RESIDENT_FACTOR = 2.5  # the resident path: the comparer's inputs and references beside the candidate
+
+OUT_OF_MEMORY = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|cudaErrorMemoryAllocation|"
+                           r"CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED|CUDA_ERROR_OUT_OF_MEMORY")
+ASKED = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)")
+FREE = re.compile(r"of which ([\d.]+ [KMGT]?i?B) (?:is )?free")
+
+
+@dataclass(frozen=True)
+class OutOfMemory:
+    """A job's device out-of-memory error: what it asked for and what was free (as the error said)."""
+
+    asked: str | None
+    free: str | None
+    line: str
+
+    def describe(self) -> str:
+        """One line: asked and free, where the error said."""
+        parts = [f"asked {self.asked}" if self.asked else "", f"free {self.free}" if self.free else ""]
+        said = ", ".join(p for p in parts if p)
+        return f"{said}: {self.line}" if said else self.line
+
+
+def out_of_memory(result: JobResult) -> OutOfMemory | None:
+    """The device out-of-memory error a failed job reported (its error message or stderr), else None."""
+    if result.timed_out or result.cancelled:
+        return None
+    error = (result.report or {}).get("error") if isinstance(result.report, dict) else None
+    texts = [str(error.get("message", "")), str(error.get("traceback", ""))] if isinstance(error, dict) else []
+    if result.returncode != 0 or error:
+        texts.append(result.stderr_tail or "")
+    for text in texts:
+        found = OUT_OF_MEMORY.search(text)
+        if found:
+            line = next((ln.strip() for ln in text.splitlines() if OUT_OF_MEMORY.search(ln)), found.group(0))
+            asked, free = ASKED.search(text), FREE.search(text)
+            return OutOfMemory(asked.group(1) if asked else None, free.group(1) if free else None, line[:300])
+    return None
+
+
+def task_peak(reference: Reference) -> int | None:
+    """The task's measured peak device bytes (its own plan's repeat forward), None when not measured."""
+    peaks = [int(c.facts["repeat"]["peak_bytes"]) for c in reference.cases
+             if isinstance(c.facts.get("repeat"), dict) and c.facts["repeat"].get("peak_bytes") is not None]
+    return max(peaks) if peaks else None
+
+
+def reference_need(peak: int | None) -> int | None:
+    """Bytes a reference job of a task with ``peak`` leases (None: not measured yet, so it runs alone)."""
+    return None if peak is None else int(peak * REFERENCE_FACTOR) + CONTEXT_BYTES
+
+
+def candidate_need(peak: int | None, resident: bool) -> int | None:
+    """Bytes a candidate job leases (the resident path runs two processes on the device)."""
+    if peak is None:
+        return None
+    if resident:
+        return int(peak * RESIDENT_FACTOR) + 2 * CONTEXT_BYTES
+    return int(peak * CANDIDATE_FACTOR) + CONTEXT_BYTES
+
+
+def run_leased(executor: Executor, job: Job, cancel: threading.Event | None, card: Card | None,
+               need: int | None) -> JobResult:
+    """Run ``job`` under a lease of ``need`` bytes (None: alone); out of memory beside others: again, alone."""
+    if card is None:
+        return executor.run(job, cancel)
+    from pytest_kernelfalcon.executor.leases import lease
+
+    with lease(card, need, cancel) as held:
+        result = executor.run(job, cancel)
+    crowded = out_of_memory(result)
+    if crowded is None or held.nbytes is None:  # not beside others: this is the job's own failure
+        return result
+    with lease(card, None, cancel, stage="the whole card (out of memory beside other checks: again, alone)"):
+        again = executor.run(job, cancel)
+    note = f"out of device memory beside other checks ({held.beside} when granted), run again alone ({crowded.describe()})"
+    return dataclasses.replace(again, notes=(*again.notes, note))
