@@ -262,7 +262,7 @@ class Checker:
                 (jobdir / f"task_{k}.py").write_text(rewrite_constants(source, plan.overrides))
                 more = dict((extra[k] if isinstance(extra, list) else extra) or {})
                 described = {**plan.describe(), "profile": self.options.shapes,
-                             **({"role": more.pop("role")} if "role" in more else {})}
+                             **{k: more.pop(k) for k in ("role", "grown") if k in more}}
                 entries.append(PlanFile(file=f"task_{k}.py", index=k, plan=described,
                                         transform=tuple(plan.values.transform), **more))
             job = ReferenceJob(mode=mode, device=self.device, dtype=self.options.dtype,

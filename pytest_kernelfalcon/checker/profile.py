@@ -35,6 +35,7 @@ PROFILE = "default"
 PROFILE_GPU_BUDGET = 1 << 20  # the GPU's drawn plans start from sizes this small (cost bound: issue 16)
 EXTRA_BUDGET_FACTOR = 4  # a drawn plan's inputs may reach this many times the budget
 SIZE_GROUP, GROW_GROUP = "sizes", "grow"
+MAX_GROWN = 8  # size constants grown one at a time per task (the least shrunk first); the verdict names the rest
 
 
 class Checker(Protocol):
@@ -98,32 +99,46 @@ def default_reference(checker: Checker, source: str, cancel: threading.Event | N
                                        cancel, extra={"trials": around_trials(checker), "role": "values",
                                                       "strong": False})
         if isinstance(around, Verdict):
-            return around if around.category == Category.CANCELLED else with_extras(base, None)
+            return around if around.category == Category.CANCELLED else with_extras(dropped(base, "values", around), None)
         start, base = around.plan_of(around.cases[0]), with_extras(base, around)
     draws = drawn_reference(checker, source, start, cancel)
     if isinstance(draws, Verdict):
-        return draws if draws.category == Category.CANCELLED else base
+        return draws if draws.category == Category.CANCELLED else dropped(base, "sizes/grow", draws)
     return with_extras(base, draws)
+
+
+def dropped(base: Reference, roles: str, failed: Verdict) -> Reference:
+    """``base`` with a failed drawn job's plans recorded as discarded, with the reason (the verdict names it)."""
+    why = {"plan": {"role": roles}, "error": f"the {roles} reference job failed: {failed.detail[:300]}"}
+    return replace(base, discarded=(*base.discarded, why))
 
 
 def drawn_reference(checker: Checker, source: str, start: ShapePlan,
                     cancel: threading.Event | None) -> Reference | Verdict:
-    """The drawn size plans' reference job: alternatives per group, one task-valued trial each."""
+    """The drawn size plans' reference job: alternatives per group, one task-valued trial each.
+
+    One ``sizes`` group, then one ``grow:NAME`` group per size constant (up to ``MAX_GROWN``; the
+    others are listed as discarded, so the verdict says which constants were not grown)."""
     from pytest_kernelfalcon.core import shapes
 
     seed = checker.base_seed
-    groups = [(SIZE_GROUP, shapes.profile_size_plans(source, start, seed)),
-              (GROW_GROUP, shapes.grow_plans(source, start, seed + 7))]
+    grow = shapes.grow_groups(source, start, seed + 7)
+    groups = [(SIZE_GROUP, SIZE_GROUP, shapes.profile_size_plans(source, start, seed)),
+              *((f"{GROW_GROUP}:{name}", GROW_GROUP, found) for name, found in grow[:MAX_GROWN])]
     plans, extras = [], []
-    for k, (group, found) in enumerate(groups):
+    for k, (group, role, found) in enumerate(groups):
         trial = (PlanTrial(seed + 200 + k, TASK_VALUES),)
         for plan in found:
             plans.append(plan)
-            extras.append({"trials": trial, "group": group, "role": group, "strong": False})
+            extras.append({"trials": trial, "group": group, "role": role, "strong": False,
+                           **({"grown": group.split(":", 1)[1]} if role == GROW_GROUP else {})})
     if not plans:
         return Verdict.failed(Category.REFERENCE_ERROR, "the task has no size constant to draw")
     budget = EXTRA_BUDGET_FACTOR * (checker.budget() if checker.device == "cpu" else PROFILE_GPU_BUDGET)
-    return checker.reference_job(source, plans, "each", budget, cancel, last_exempt=False, extra=extras)
+    found_ref = checker.reference_job(source, plans, "each", budget, cancel, last_exempt=False, extra=extras)
+    skipped = tuple({"plan": {"role": GROW_GROUP, "constant": name}, "error": f"not grown: more than {MAX_GROWN} "
+                     f"size constants (the least shrunk are grown)"} for name, _ in grow[MAX_GROWN:])
+    return replace(found_ref, discarded=found_ref.discarded + skipped) if isinstance(found_ref, Reference) else found_ref
 
 
 def with_extras(base: Reference, more: Reference | None) -> Reference:
@@ -187,22 +202,53 @@ def dropped_draws(reference: Reference) -> list[str]:
 
 
 def coverage(reference: Reference) -> str:
-    """What the profile covered, for the verdict: plans by role, value draws, address reuse, what was dropped."""
+    """What the profile covered, for the verdict: plans by role, the constants grown, value draws, address reuse,
+    and what was dropped and why."""
     cases = all_cases(reference)
     roles: dict[str, list[str]] = {}
     for case in cases:
         sizes = case.plan.get("overrides") or "official"
-        roles.setdefault(case.plan.get("role", "task"), []).append(str(sizes))
+        role = case.plan.get("role", "task")
+        if role != GROW_GROUP:
+            roles.setdefault(role, []).append(str(sizes))
     values = sorted({t.get("values", "task") for c in cases for t in c.trials})
     reuse = any(t.get("reuse_storage") for c in cases for t in c.trials)
     parts = [f"{role} {', '.join(found)}" for role, found in roles.items()]
+    grown = grown_constants(reference)
+    if grown:
+        parts.append("grow " + ", ".join(f"{name} {value}" for name, value in grown.items()))
     parts.append(f"values {'/'.join(values)}")
     if reuse:
         parts.append("address reuse")
-    missing = [g for g in (SIZE_GROUP, GROW_GROUP) if g not in roles]
-    if missing:
-        parts.append(f"no {'/'.join(missing)} plan ran (see discarded)")
-    dropped = dropped_draws(reference)
-    if dropped:
-        parts.append(f"{len(dropped)} value draw(s) dropped (reference non-finite or failing)")
+    parts += _missing(reference, roles, grown)
+    dropped_values = dropped_draws(reference)
+    if dropped_values:
+        parts.append(f"{len(dropped_values)} value draw(s) dropped (reference non-finite or failing)")
     return f"profile {PROFILE}: " + "; ".join(parts)
+
+
+def grown_constants(reference: Reference) -> dict[str, int]:
+    """The size constants a kept grow plan took past the task's own value, with that value."""
+    return {str(c.plan["grown"]): int(dict(c.plan.get("overrides") or {}).get(c.plan["grown"], 0))
+            for c in all_cases(reference) if c.plan.get("grown")}
+
+
+def _discarded(reference: Reference) -> list[dict[str, Any]]:
+    return [*reference.discarded, *(reference.extras.discarded if reference.extras else ())]
+
+
+def _missing(reference: Reference, roles: dict[str, list[str]], grown: dict[str, int]) -> list[str]:
+    """What the profile meant to run and did not, each with its reason (the first one found)."""
+    why: dict[str, str] = {}
+    for drop in _discarded(reference):
+        plan = drop.get("plan") or {}
+        name = plan.get("grown") or plan.get("constant")
+        key = f"grow {name}" if name else str(plan.get("role", "?"))
+        why.setdefault(key, str(drop.get("error", "")))
+    parts = [f"not grown: {key[5:]} ({reason[:160]})" for key, reason in why.items()
+             if key.startswith("grow ") and key[5:] not in grown]
+    missing = [g for g in (SIZE_GROUP, GROW_GROUP) if g not in roles and not (g == GROW_GROUP and grown)]
+    if missing:
+        reasons = [r for k, r in why.items() if not k.startswith("grow ")] or ["see discarded"]
+        parts.append(f"no {'/'.join(missing)} plan ran ({reasons[-1][:200]})")
+    return parts

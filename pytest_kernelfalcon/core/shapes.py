@@ -335,23 +335,24 @@ def profile_size_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePla
     return list(dict.fromkeys([*everything, *single]))[:PROFILE_ALTERNATIVES]
 
 
-def grow_plans(source: str, base: ShapePlan, seed: int) -> list[ShapePlan]:
-    """Alternatives that take one constant past the task's own value (odd), the others small.
+def grow_groups(source: str, base: ShapePlan, seed: int) -> list[tuple[str, list[ShapePlan]]]:
+    """Per size constant, alternatives that take it alone past the task's own value (odd), the others small.
 
-    The constants the base plan shrank least come first (the cheapest to grow); each is tried
-    with the others at the smallest scaled plan (cheap in the CPU interpreter too), then at
-    ``base``. The child's memory budget discards those that do not fit.
+    Every size-like constant gets a group, so that a kernel hard-coding any one of them fails;
+    those the base plan shrank least come first (the cheapest to grow). Each is tried with the
+    others at the smallest scaled plan (cheap in the CPU interpreter too), then at ``base``; the
+    child keeps the first the reference runs within its memory budget.
     """
     start, names = _profile_start(source, base)
     official = size_constants(source)
     order = sorted(names, key=lambda name: (official[name] / max(start[name], 1), name))
     smallest = _halvings({k: official[k] for k in names})[-1].overrides if names else {}
-    found = []
-    for k, name in enumerate(order[:PROFILE_ALTERNATIVES - 1]):
+    groups = []
+    for k, name in enumerate(order):
         grown = int(_draw_unique(_grown(official[name]), 1, seed + k)[0])
-        for others in (smallest, base.overrides):
-            found.append(ShapePlan("profile", {**base.overrides, **others, name: grown}))
-    return list(dict.fromkeys(found))[:PROFILE_ALTERNATIVES]
+        found = [ShapePlan("profile", {**base.overrides, **others, name: grown}) for others in (smallest, base.overrides)]
+        groups.append((name, list(dict.fromkeys(found))))
+    return groups
 
 
 def _profile_start(source: str, base: ShapePlan) -> tuple[dict[str, int], list[str]]:

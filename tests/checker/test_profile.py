@@ -148,3 +148,53 @@ def test_auto_means_the_default_profile(given: str, resolved: str) -> None:
 
     assert FalconConfig.from_values({"falcon_shapes": given, "falcon_device": "cpu"}).shapes == resolved
     assert CheckOptions().shapes == "default"
+
+
+def test_every_size_constant_is_grown_so_a_fixed_reduction_length_fails(tmp_path: Path) -> None:
+    """Issue 23: the grow plan once took batch_size past its value and never dim1, so a sum over at most the task's
+    own 4096 rows passed; every size constant now has its own grow plan."""
+    from size_bugs import CORRECT_SUM, FIXED_LENGTH_SUM, SUM_TASK
+
+    task = write(tmp_path / "sum_task.py", SUM_TASK)
+    options = CheckOptions(device="cpu", shapes="default", seeds=2, timeout_s=240.0)
+    checker = Checker(options)
+    try:
+        good = checker.verify(task, write(tmp_path / "good.py", CORRECT_SUM))
+        fixed = checker.verify(task, write(tmp_path / "fixed.py", FIXED_LENGTH_SUM))
+    finally:
+        checker.close()
+    assert good.passed, good.detail
+    grown = {s["grown"]: s["overrides"][s["grown"]] for s in good.shapes if s.get("grown")}
+    assert set(grown) == {"batch_size", "dim1", "dim2"} and grown["dim1"] > 4096, good.shapes
+    assert "grow batch_size" in good.detail and "dim1 " in good.detail
+    assert fixed.category is not None and fixed.category.value == "numeric_mismatch", fixed.detail
+    assert "dim1" in fixed.detail and "grow" in fixed.detail
+
+
+def test_a_grid_that_floors_fails_at_the_drawn_sizes(tmp_path: Path) -> None:
+    from checker_samples import RELU_TASK
+    from size_bugs import CORRECT_RELU, FLOOR_GRID_RELU
+
+    task = write(tmp_path / "relu.py", RELU_TASK.format(dist="randn").replace("dim = 64", "dim = 1024"))
+    checker = Checker(CheckOptions(device="cpu", shapes="default", seeds=2, timeout_s=120.0))
+    try:
+        good = checker.verify(task, write(tmp_path / "good.py", CORRECT_RELU))
+        floor = checker.verify(task, write(tmp_path / "floor.py", FLOOR_GRID_RELU))
+    finally:
+        checker.close()
+    assert good.passed, good.detail
+    assert floor.category is not None and floor.category.value == "numeric_mismatch", floor.detail
+
+
+def test_a_drawn_job_that_fails_is_named_in_the_verdict() -> None:
+    from pytest_kernelfalcon.checker.options import Reference
+    from pytest_kernelfalcon.checker.profile import coverage, dropped
+    from pytest_kernelfalcon.core.protocol import ReferenceCase
+    from pytest_kernelfalcon.core.verdict import Category, Verdict
+
+    case = ReferenceCase(plan={"role": "task", "overrides": {}}, index=0, construct_seed=42, init_inputs=(),
+                         state_dict={}, probes=(), trials=({"seed": 42, "values": "task"},), strong_trials=())
+    base = Reference((case,), (), (), 42, 1.0)
+    failed = Verdict.failed(Category.HARNESS_ERROR, "cannot run here: the reference ran out of device memory alone")
+    said = coverage(dropped(base, "sizes/grow", failed))
+    assert "no sizes/grow plan ran (the sizes/grow reference job failed: cannot run here" in said, said

@@ -184,18 +184,21 @@ def test_profile_size_plans_are_odd_seeded_and_change_every_or_one_constant() ->
     assert all(plan.kind == "profile" for plan in plans)
 
 
-def test_grow_plans_take_one_constant_past_the_task_own_value() -> None:
-    from pytest_kernelfalcon.core.shapes import grow_plans
+def test_every_size_constant_has_a_grow_group_taking_it_alone_past_the_task_own_value() -> None:
+    from pytest_kernelfalcon.core.shapes import grow_groups, is_size_like
 
     official = size_constants(ATTENTION)
     base = scaled_plans(ATTENTION)[2]
-    plans = grow_plans(ATTENTION, base, seed=5)
-    assert plans and plans == grow_plans(ATTENTION, base, seed=5)
-    for plan in plans:
-        grown = [k for k, v in plan.overrides.items() if v > official[k]]
-        assert len(grown) == 1 and plan.overrides[grown[0]] % 2 == 1
-        others = {k: v for k, v in plan.overrides.items() if k != grown[0]}
-        assert all(v <= base.overrides[k] for k, v in others.items()), plan
+    groups = grow_groups(ATTENTION, base, seed=5)
+    assert groups == grow_groups(ATTENTION, base, seed=5)
+    assert sorted(name for name, _ in groups) == sorted(k for k, v in official.items() if is_size_like(k, v))
+    for name, plans in groups:
+        assert plans
+        for plan in plans:
+            grown = [k for k, v in plan.overrides.items() if v > official[k]]
+            assert grown == [name] and plan.overrides[name] % 2 == 1
+            others = {k: v for k, v in plan.overrides.items() if k != name}
+            assert all(v <= base.overrides[k] for k, v in others.items()), plan
 
 
 def test_profile_value_transforms_negative_and_mixed() -> None:

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from pytest_kernelfalcon.executor.deadline import Deadline, DeadlinePassed, WaitCancelled, wait_until, waiting
+from pytest_kernelfalcon.executor.deadline import (
+    Deadline,
+    DeadlinePassed,
+    WaitCancelled,
+    wait_until,
+    waiting,
+)
 
 
 def test_a_deadline_reads_as_set_once_its_time_passes() -> None:

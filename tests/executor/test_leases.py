@@ -66,9 +66,8 @@ def test_a_lease_of_a_killed_holder_is_released(tmp_path: Path) -> None:
             "    print('held', flush=True); time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    with pytest.raises(DeadlinePassed):  # held: a request waits
-        with lease(Card("sim", 100), 10, Deadline(0.5), root=tmp_path):
-            pass
+    with pytest.raises(DeadlinePassed), lease(Card("sim", 100), 10, Deadline(0.5), root=tmp_path):
+        pass  # held: a request waits
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with lease(Card("sim", 100), None, Deadline(10.0), root=tmp_path) as held:
@@ -108,9 +107,8 @@ def test_a_card_that_reports_no_size_runs_every_lease_alone(tmp_path: Path) -> N
     card = Card("unknown", None)
     with lease(card, 1, root=tmp_path) as held:
         assert held.nbytes is None
-        with pytest.raises(DeadlinePassed) as caught:
-            with lease(card, 1, Deadline(0.3), root=tmp_path):
-                pass
+        with pytest.raises(DeadlinePassed) as caught, lease(card, 1, Deadline(0.3), root=tmp_path):
+            pass
     assert "GPU memory" in caught.value.stage
 
 
