@@ -914,7 +914,7 @@ def estimate(tasks: list[Task], args: argparse.Namespace) -> tuple[dict[str, int
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available")
-    p.add_argument("--shapes", choices=("official", "scaled"), default=None,
+    p.add_argument("--shapes", choices=("default", "official", "scaled"), default=None,
                    help="default: official on cuda, scaled on cpu")
     p.add_argument("--tasks", nargs="*", default=None,
                    help="substrings of candidate names (default: the 7 default tasks)")

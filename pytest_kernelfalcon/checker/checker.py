@@ -272,7 +272,7 @@ class Checker:
                                strong=STRONG_TRANSFORM, resident_above=self._resident_above)
             with waiting(cancel, "the hand-over (writing the reference job)"):
                 _save_job(jobdir, job)
-            need = memory.reference_need(self._peaks.get(_digest(source)))
+            need = memory.reference_need(self._peaks.get(_digest(source)), budget)
             result = self._run(jobdir, cancel, "the reference job", need)
             found = self._reference_from(result, plans)
             self._note_peak(source, found)
@@ -370,7 +370,7 @@ class Checker:
                 else:
                     _save_job(jobdir, self._candidate_job(reference))
             inputs_s, start = time.monotonic() - start, time.monotonic()
-            need = memory.candidate_need(peak, reference.resident)
+            need = memory.candidate_need(peak, reference.resident, memory.trial_bytes(reference))
             result = self._run(jobdir, cancel, "the candidate job", need,
                                RESIDENT_MARGIN_S if reference.resident else 0.0)
         finally:

@@ -72,18 +72,44 @@ def task_peak(reference: Reference) -> int | None:
     return max(peaks) if peaks else None
 
 
-def reference_need(peak: int | None) -> int | None:
-    """Bytes a reference job of a task with ``peak`` leases (None: not measured yet, so it runs alone)."""
-    return None if peak is None else int(peak * REFERENCE_FACTOR) + CONTEXT_BYTES
+BYTES_PER_BUDGET_ELEMENT = 32  # a budgeted plan's inputs (fp32) and what the model makes of them, generously
+FILES_FACTOR = 4  # a files-path job: its inputs and outputs (known to the parent) and the buffers beside them
 
 
-def candidate_need(peak: int | None, resident: bool) -> int | None:
-    """Bytes a candidate job leases (the resident path runs two processes on the device)."""
+def reference_need(peak: int | None, budget_numel: int | None = None) -> int | None:
+    """Bytes a reference job of a task with ``peak`` leases (None: not measured yet, so it runs alone); a job
+    whose plans' inputs are held under ``budget_numel`` elements (the drawn plans) needs no more than those."""
+    if peak is None:
+        return None
+    need = int(peak * REFERENCE_FACTOR) + CONTEXT_BYTES
+    if budget_numel is not None:
+        need = min(need, BYTES_PER_BUDGET_ELEMENT * budget_numel + CONTEXT_BYTES)
+    return need
+
+
+def candidate_need(peak: int | None, resident: bool, tensor_bytes: int | None = None) -> int | None:
+    """Bytes a candidate job leases (the resident path runs two processes on the device); a files-path job
+    whose largest trial's inputs and outputs are ``tensor_bytes`` needs no more than a few times those."""
     if peak is None:
         return None
     if resident:
         return int(peak * RESIDENT_FACTOR) + 2 * CONTEXT_BYTES
-    return int(peak * CANDIDATE_FACTOR) + CONTEXT_BYTES
+    need = int(peak * CANDIDATE_FACTOR) + CONTEXT_BYTES
+    if tensor_bytes is not None:
+        need = min(need, FILES_FACTOR * tensor_bytes + CONTEXT_BYTES)
+    return need
+
+
+def trial_bytes(reference: Reference) -> int | None:
+    """The bytes of the largest trial's inputs and reference outputs (host tensors of the files path)."""
+    sizes = [sum(_nbytes(v) for v in (*t.get("inputs", ()), *t.get("outputs", ())))
+             for c in reference.cases for t in reference.trials_of(c)]
+    return max(sizes) if sizes and not reference.resident else None
+
+
+def _nbytes(value: object) -> int:
+    numel, size = getattr(value, "numel", None), getattr(value, "element_size", None)
+    return int(numel() * size()) if callable(numel) and callable(size) else 0
 
 
 def run_leased(executor: Executor, job: Job, cancel: threading.Event | None, card: Card | None,
