@@ -58,7 +58,7 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "how candidates run: warm (pre-imported workers, the default: auto), cold (a fresh process each)"),
     ("--falcon-data-path", "falcon_data_path", "str",
      "how tensors reach the checker: files (host copies), resident (inputs, reference and comparison stay "
-     "on the device; official shapes); auto: resident for official inputs on cuda over 64M elements"),
+     "on the device; official shapes); auto: resident for official inputs and outputs on cuda over 64M elements"),
     ("--falcon-reference-cache", "falcon_reference_cache", "str",
      "keep reference runs in DIR for later sessions and processes (off to disable; auto: "
      "~/.cache/kernelfalcon/references where candidates run as another uid, i.e. as root)"),

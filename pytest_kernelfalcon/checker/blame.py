@@ -9,6 +9,7 @@ torch or triton, or the child's own modules before the candidate was imported), 
 from __future__ import annotations
 
 import re
+import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,15 +24,33 @@ HUB_FAILURE = re.compile(r"huggingface\.co|couldn't connect to|LocalEntryNotFoun
                          r"not a valid model identifier", re.IGNORECASE)
 
 
+DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|Disk quota exceeded|"
+                       r"inline_container\.cc:\d+\]? ?\. unexpected pos \d+ vs \d+")
+
+
 def harness_cause(result: JobResult, reference: bool = False) -> str | None:
     """Return the one-line cause when a failed job is the harness's or the machine's fault, else ``None``.
 
     In a ``reference`` job only trusted code runs (the task and the harness), so any module
-    missing there is the machine's, wherever the import was made."""
+    missing there is the machine's, wherever the import was made. A disk that filled up while
+    the job wrote its files is the machine's too."""
     if result.timed_out or result.cancelled:
         return None
     failure = _failure_text(result)
-    return None if failure is None else _missing_module(*failure, reference)
+    if failure is None:
+        return None
+    return _missing_module(*failure, reference) or disk_full(result)
+
+
+def disk_full(result: JobResult) -> str | None:
+    """The cause when a job failed because the machine's disk ran out of space (torch's zip writer says
+    ``unexpected pos`` after a short write), else None."""
+    text = " ".join(t for t in ((_failure_text(result) or ("", ""))[1], result.stderr_tail or "") if t)
+    found = DISK_FULL.search(text)
+    if found is None:
+        return None
+    return (f"cannot run here: the machine's disk ran out of space while the job wrote its files "
+            f"({found.group(0)}); free space in {tempfile.gettempdir()} or set TMPDIR")
 
 
 def _failure_text(result: JobResult) -> tuple[str, str] | None:

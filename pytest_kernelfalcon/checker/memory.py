@@ -65,6 +65,14 @@ def out_of_memory(result: JobResult) -> OutOfMemory | None:
     return None
 
 
+def _out_of_disk(result: JobResult) -> OutOfMemory | None:
+    """A disk that filled up while checks beside this one wrote their files: also run again alone."""
+    from pytest_kernelfalcon.checker.blame import disk_full
+
+    cause = disk_full(result)
+    return None if cause is None else OutOfMemory(None, None, cause)
+
+
 def task_peak(reference: Reference) -> int | None:
     """The task's measured peak device bytes (its own plan's repeat forward), None when not measured."""
     peaks = [int(c.facts["repeat"]["peak_bytes"]) for c in reference.cases
@@ -121,7 +129,7 @@ def run_leased(executor: Executor, job: Job, cancel: threading.Event | None, car
 
     with lease(card, need, cancel) as held:
         result = executor.run(job, cancel)
-    crowded = out_of_memory(result)
+    crowded = out_of_memory(result) or _out_of_disk(result)
     if crowded is None or held.nbytes is None:  # not beside others: this is the job's own failure
         return result
     with lease(card, None, cancel, stage="the whole card (out of memory beside other checks: again, alone)"):

@@ -34,7 +34,7 @@ STRONG_TRIALS = 2
 FUZZ_TRIALS = 2
 
 
-RESIDENT_NUMEL = 1 << 26  # auto: official inputs above this many elements stay on the device
+RESIDENT_NUMEL = 1 << 26  # auto: official inputs and outputs above this many elements stay on the device
 
 
 RESIDENT_MARGIN_S = 15.0 + CANDIDATE_START_S  # the comparer starts its candidate, outlives its time limit, reports
@@ -53,7 +53,7 @@ class CheckOptions:
     entry: str = "ModelNew"  # class name in the candidate file
     audit: bool = True  # full anti-cheat; False = plain equivalence (fuse stage, torch allowed)
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
-    data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs on cuda > RESIDENT_NUMEL)
+    data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs + outputs on cuda > RESIDENT_NUMEL)
     reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
 
 

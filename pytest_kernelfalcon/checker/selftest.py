@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 COPY_REJECTED = frozenset({Category.TORCH_COMPUTE, Category.NO_TRITON_LAUNCH})
 CANNOT_RUN = re.compile(r"cannot run here|out of memory|OutOfMemoryError|No module named", re.IGNORECASE)
-OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory", re.IGNORECASE)
+OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory|disk ran out of space|"
+                           r"No space left on device", re.IGNORECASE)
 MODEL_NAME = re.compile(r"\bModel\b")
 
 

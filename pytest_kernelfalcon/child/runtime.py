@@ -97,6 +97,25 @@ def input_numel(get_inputs: Any) -> int | None:
     return sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
 
 
+def io_numel(task: Any) -> int | None:
+    """Return the numel of ``get_inputs()`` plus that of ``Model``'s outputs on them, measured on the meta device
+    (the inputs alone when the model cannot run there; None when the inputs cannot be measured)."""
+    import torch
+
+    from pytest_kernelfalcon.core.compare import flatten_outputs
+
+    inputs = input_numel(task.get_inputs)
+    if inputs is None:
+        return None
+    try:
+        with torch.device("meta"), torch.no_grad():
+            args = list(task.get_inputs())
+            outputs = flatten_outputs(task.Model(*task.get_init_inputs())(*args))
+    except Exception:
+        return inputs
+    return inputs + sum(o.numel() for o in outputs if isinstance(o, torch.Tensor))
+
+
 def storage_ptr(value: Any) -> int | None:
     """Return the storage address of a non-empty tensor, else None."""
     import torch
@@ -147,10 +166,12 @@ def run_then_exit(body: Any) -> None:
 
 
 def goes_resident(jobdir: Path, job: ReferenceJob) -> bool:
-    """Whether an official-shape job's inputs (measured on meta) exceed ``resident_above`` elements."""
+    """Whether an official-shape job's inputs and outputs (measured on meta) exceed ``resident_above`` elements:
+    then its tensors stay on the device instead of going through job files (a 32768 x 32768 matmul's output
+    is 4 GiB a trial)."""
     above = job.resident_above
     if above is None or len(job.plans) != 1:
         return False
-    numel = input_numel(exec_file(jobdir / job.plans[0].file, "kf_task_size").get_inputs)
+    numel = io_numel(exec_file(jobdir / job.plans[0].file, "kf_task_size"))
     sys.modules.pop("kf_task_size", None)
     return numel is not None and numel > above

@@ -69,12 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                         f"process killed (default: {DEADLINE_JOBS} x --timeout)")
     p.add_argument("--data-path", choices=("auto", "files", "resident"), default="auto",
                    help="resident: inputs, reference and comparison stay on the device (official shapes; "
-                        "auto: for official inputs on cuda over 64M elements)")
+                        "auto: for official inputs and outputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
-    p.add_argument("--executor", choices=("cold", "warm", "prestart"), default="prestart",
-                   help="cold: a fresh Python per job; warm: one pre-imported worker forks each job (its next "
-                        "job process, CUDA context included, starts while the reference runs); prestart: two "
+    # warm is the default: on an H100 it judged a first candidate at the default profile in 0.57x the time of
+    # prestart (geometric mean of 3 tasks, benchmarks/results/2026-12-07-h100-session8/profile_speed.md)
+    p.add_argument("--executor", choices=("cold", "warm", "prestart"), default="warm",
+                   help="cold: a fresh Python per job; warm: one pre-imported worker forks each job (each job "
+                        "skips the imports of torch and triton; CUDA starts in the job); prestart: two "
                         "single-use workers start importing torch at once, in the background")
     p.add_argument("--reference-cache", default="auto", metavar="DIR|auto|off",
                    help="keep reference runs in DIR for later checks of the same task (content-addressed; "

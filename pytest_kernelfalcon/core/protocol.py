@@ -135,7 +135,7 @@ class ReferenceJob(JobRecord):
     seeds: tuple[int, ...]
     strong_seeds: tuple[int, ...]
     strong: tuple[float, float]  # the transform of strengthened trials
-    resident_above: int | None  # official shapes above this many input elements go resident
+    resident_above: int | None  # official shapes above this many input and output elements go resident
     mode: str = "reference"
 
 

@@ -296,6 +296,19 @@ def profile_of(task: Mapping[str, Any]) -> str:
     return str(shapes[0].get("profile", "-")) if shapes and isinstance(shapes[0], Mapping) else "-"
 
 
+def strength_of(task: Mapping[str, Any]) -> str:
+    """How hard the check of a task was: its profile, and under the default one the drawn plans that ran
+    (``sizes``, the constants grown) or that none did."""
+    shapes = [s for s in task.get("shapes") or [] if isinstance(s, Mapping)]
+    profile = profile_of(task)
+    if profile != "default" or not shapes:
+        return profile
+    roles = {str(s.get("role", "task")) for s in shapes}
+    grown = sorted({str(s["grown"]) for s in shapes if s.get("grown")})
+    drawn = (["sizes"] if "sizes" in roles else []) + ([f"grow {', '.join(grown)}"] if grown else [])
+    return "default: " + ("; ".join(drawn) if drawn else "task plan only (every drawn plan dropped)")
+
+
 def _profiles(report: Mapping[str, Any]) -> str:
     counts = Counter(profile_of(t) for t in report["tasks"])
     return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "-"
@@ -306,11 +319,12 @@ def _task_lines(report: Mapping[str, Any]) -> list[str]:
     from tabulate import tabulate
 
     rows = [(f"`{t['task_id']}`", "passed" if t["passed"] else "FAILED",
-             "-" if t["passed"] else f"{t.get('stage') or '-'}/{t.get('category') or '-'}", t.get("rounds", 0),
-             f"{float(t.get('wall_s') or 0.0):.1f}", _speed(t.get("speedup_eager")), _speed(t.get("speedup_compile")))
+             "-" if t["passed"] else f"{t.get('stage') or '-'}/{t.get('category') or '-'}", strength_of(t),
+             t.get("rounds", 0), f"{float(t.get('wall_s') or 0.0):.1f}", _speed(t.get("speedup_eager")),
+             _speed(t.get("speedup_compile")))
             for t in report["tasks"]]
-    table = tabulate(rows, headers=["task", "result", "failed at", "rounds", "wall s", "vs eager", "vs compile"],
-                     tablefmt="github")
+    table = tabulate(rows, headers=["task", "result", "failed at", "strength", "rounds", "wall s", "vs eager",
+                                    "vs compile"], tablefmt="github")
     return ["", "## Tasks", "", table]
 
 

@@ -183,3 +183,15 @@ def test_calls_without_usage_are_counted_and_shown() -> None:
     assert report["total"]["llm"]["unreported_calls"] == 1
     assert "40 (1 call(s) unreported)" in summary_tables(report)
     assert (Usage(1, unreported_calls=1) + Usage(1)).unreported_calls == 1
+
+
+def test_strength_says_which_drawn_plans_ran_or_that_none_did() -> None:
+    from pytest_kernelfalcon.reports.report import strength_of
+
+    task = {"role": "task", "profile": "default", "overrides": {}}
+    full = {"shapes": [task, {"role": "sizes", "profile": "default"},
+                       {"role": "grow", "grown": "dim1", "profile": "default"},
+                       {"role": "grow", "grown": "batch_size", "profile": "default"}]}
+    assert strength_of(full) == "default: sizes; grow batch_size, dim1"
+    assert strength_of({"shapes": [task]}) == "default: task plan only (every drawn plan dropped)"
+    assert strength_of({"shapes": [{"role": "task", "profile": "official"}]}) == "official"
