@@ -24,8 +24,8 @@ HUB_FAILURE = re.compile(r"huggingface\.co|couldn't connect to|LocalEntryNotFoun
                          r"not a valid model identifier", re.IGNORECASE)
 
 
-DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|Disk quota exceeded|"
-                       r"inline_container\.cc:\d+\]? ?\. unexpected pos \d+ vs \d+")
+DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|Disk quota exceeded|PytorchStreamWriter failed writing|"
+                       r"inline_container\.cc:\d+\]? ?\. unexpected pos \d+ vs \d+")  # torch's zip writer, short write
 
 
 def harness_cause(result: JobResult, reference: bool = False) -> str | None:
@@ -49,7 +49,7 @@ def disk_full(result: JobResult) -> str | None:
     found = DISK_FULL.search(text)
     if found is None:
         return None
-    return (f"cannot run here: the machine's disk ran out of space while the job wrote its files "
+    return (f"cannot run here: the job's files could not be written, the machine's disk ran out of space "
             f"({found.group(0)}); free space in {tempfile.gettempdir()} or set TMPDIR")
 
 

@@ -21,7 +21,7 @@ def _failed(stderr: str) -> JobResult:
 
 def test_a_short_write_of_the_result_file_is_the_machines_disk() -> None:
     cause = harness_cause(_failed(SEEN))
-    assert cause is not None and cause.startswith("cannot run here: the machine's disk ran out of space")
+    assert cause is not None and cause.startswith("cannot run here: the job's files could not be written")
     for what in ("reference", "candidate"):
         verdict = job_failure(_failed(SEEN), what)
         assert verdict is not None and verdict.category == Category.HARNESS_ERROR, verdict
