@@ -17,7 +17,9 @@ from pytest_kernelfalcon.pipeline.context import (
     stop_on_harness_error,
 )
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
+from pytest_kernelfalcon.pipeline.rounds import feedback_prompt
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_text, read_json
+from pytest_kernelfalcon.pipeline.triton_names import common_ops_line
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.verdict import Verdict
@@ -228,7 +230,7 @@ class _WorkerState:
             init_args=data.get("init_args_py", "[]"), inputs=_describe(data.get("inputs", [])),
             outputs=_describe(data.get("outputs", [])), parameters=json.dumps(data.get("parameters", [])),
             count=spec.count, class_source=data.get("source", ""),
-            example=self.scope.ctx.prompts.texts["triton_example"].strip(),
+            example=self.scope.ctx.prompts.texts["triton_example"].strip(), common_ops=common_ops_line(),
             spec_task=spec.task_path.read_text(encoding="utf-8"))
 
     def attempt(self, round_: int, text: str) -> tuple[str, tuple[str, ...]] | None:
@@ -263,9 +265,8 @@ class _WorkerState:
             return None
         if verdict.passed or verdict.category == Category.CANCELLED:
             raise Cancelled("another worker won")
-        self.last = verdict_text(verdict)
-        return prompts.render("feedback", category=self.last[0], detail=self.last[1], round=round_,
-                              max_rounds=rounds), ("generate", "triton_example", "feedback")
+        failure = self.last = verdict_text(verdict)
+        return feedback_prompt(self.scope, failure, round_, rounds), ("generate", "triton_example", "feedback")
 
 
 def _describe(values: list[dict[str, Any]]) -> str:
