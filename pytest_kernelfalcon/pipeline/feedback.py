@@ -2,12 +2,14 @@
 
 The verdict itself is saved unchanged; only the feedback text says more: a name the installed Triton
 does not have is named as such, with the nearest names that exist and the expression for common ops
-(``triton_names``); a numeric mismatch is laid out in a few lines (where, got, expected, how much, the
+(``triton_names``); a kernel called like a function (no launch grid) is named with its line;
+a numeric mismatch is laid out in a few lines (where, got, expected, how much, the
 plan that was run).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 from pytest_kernelfalcon.pipeline.triton_names import missing_hint, missing_names
@@ -17,12 +19,44 @@ MISMATCH = re.compile(r"^(?P<plan>.*?): output (?P<output>\d+) \(shape (?P<shape
                       r"(?P<rest>.*)$", re.DOTALL)
 
 
-def feedback_detail(category: str, detail: str) -> str:
-    """Return ``detail`` as the LLM should read it for a failure of ``category``."""
+def feedback_detail(category: str, detail: str, code: str = "") -> str:
+    """Return ``detail`` as the LLM should read it for a failure of ``category`` of ``code``."""
     if category == "numeric_mismatch":
         return mismatch_lines(detail)
     hints = [missing_hint(m) for m in missing_names(detail)]
+    if category in ("compile_error", "runtime_error"):
+        hints += [launch_hint(name, line) for name, line in unlaunched_kernels(code)]
     return "\n".join([detail, *hints]) if hints else detail
+
+
+def jit_functions(tree: ast.Module) -> set[str]:
+    """Return the names of the module-level functions decorated with ``@triton.jit`` (or ``@jit``)."""
+    def is_jit(decorator: ast.expr) -> bool:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        return (isinstance(target, ast.Attribute) and target.attr == "jit") or \
+            (isinstance(target, ast.Name) and target.id == "jit")
+
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and any(map(is_jit, n.decorator_list))}
+
+
+def unlaunched_kernels(code: str) -> list[tuple[str, int]]:
+    """Return ``(kernel, line)`` of each call of a ``@triton.jit`` kernel outside kernels without a grid
+    (``kernel(...)`` where ``kernel[grid](...)`` launches it)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    kernels = jit_functions(tree)
+    outside = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in kernels)]
+    return sorted({(node.func.id, node.lineno) for top in outside for node in ast.walk(top)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kernels})
+
+
+def launch_hint(kernel: str, line: int) -> str:
+    """Return the line that says how to launch ``kernel``, called like a function at ``line``."""
+    return (f"Line {line} calls the `@triton.jit` kernel `{kernel}(...)` like a Python function. A kernel is "
+            f"launched over a grid and returns nothing: allocate the output first, then "
+            f"`{kernel}[(triton.cdiv(n, BLOCK),)](..., BLOCK=BLOCK)`, then return the output.")
 
 
 def mismatch_lines(detail: str) -> str:

@@ -266,7 +266,8 @@ class _WorkerState:
         if verdict.passed or verdict.category == Category.CANCELLED:
             raise Cancelled("another worker won")
         failure = self.last = verdict_text(verdict)
-        return feedback_prompt(self.scope, failure, round_, rounds), ("generate", "triton_example", "feedback")
+        return feedback_prompt(self.scope, failure, round_, rounds, block.code), \
+            ("generate", "triton_example", "feedback")
 
 
 def _describe(values: list[dict[str, Any]]) -> str:

@@ -87,18 +87,19 @@ def check_rounds(scope: TaskScope, conv: Conversation, spec: Rounds, prompt: str
             templates = (*spec.templates, "duplicate")
             continue
         candidate = conv.path(round_, ".py")
-        atomic_write_text(candidate, spec.write(block.code))
+        source = spec.write(block.code)
+        atomic_write_text(candidate, source)
         verdict = checked(scope, stage, spec.checker, candidate, round_)
         last = tried[block.digest] = verdict_text(verdict)
         if verdict.passed:
             return RoundsEnd(True, round_, candidate, verdict)
-        prompt = feedback_prompt(scope, last, round_, spec.rounds)
+        prompt = feedback_prompt(scope, last, round_, spec.rounds, source)
         templates = (*spec.templates, "feedback")
     return RoundsEnd(False, spec.rounds, None, verdict, last[0], last[1])
 
 
-def feedback_prompt(scope: TaskScope, failure: tuple[str, str], round_: int, rounds: int) -> str:
-    """Return the feedback prompt for a failed round: its category and the detail that names the fix."""
+def feedback_prompt(scope: TaskScope, failure: tuple[str, str], round_: int, rounds: int, code: str = "") -> str:
+    """Return the feedback prompt for a failed round of ``code``: its category and the detail that names the fix."""
     category, detail = failure
-    return scope.ctx.prompts.render("feedback", category=category, detail=feedback_detail(category, detail),
+    return scope.ctx.prompts.render("feedback", category=category, detail=feedback_detail(category, detail, code),
                                     round=round_, max_rounds=rounds)

@@ -19,7 +19,7 @@ COMMON_OPS: dict[str, str] = {
     "gelu": "0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))",
     "silu": "x / (1.0 + tl.exp(-x))",
     "tanh": "2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0",
-    "softplus": "tl.log(1.0 + tl.exp(x))",
+    "softplus": "tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(x)))",
     "leaky_relu": "tl.where(x >= 0, x, x * negative_slope)",
 }
 MISSING = re.compile(r"module '(triton(?:\.\w+)*)' has no attribute '(\w+)'")
