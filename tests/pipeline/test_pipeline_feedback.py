@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kernelfalcon.pipeline.feedback import feedback_detail, mismatch_lines, unlaunched_kernels
+from pytest_kernelfalcon.pipeline.feedback import (
+    feedback_detail,
+    mismatch_lines,
+    unlaunched_kernels,
+)
 from pytest_kernelfalcon.pipeline.prompts import load_prompts
-from pytest_kernelfalcon.pipeline.triton_names import COMMON_OPS, missing_names, nearest, public_names
+from pytest_kernelfalcon.pipeline.triton_names import (
+    COMMON_OPS,
+    missing_names,
+    nearest,
+    public_names,
+)
 
 TL_ERROR = 'candidate.py:30: InterpreterError: AttributeError("module \'triton.language\' has no attribute \'{}\'")'
 
