@@ -57,6 +57,9 @@ def test_relu_skips_fuse_and_tl_relu_gets_feedback_naming_the_fix(make_ctx: Any,
     plan = next(e for e in ctx.rundir.events() if e["type"] == "fuse_plan")
     assert plan["skip"] is True and "one op (relu)" in plan["reason"]
     work = ctx.rundir.task_dir(task.id) / "generate" / "sg0" / "w0"
+    first = (work / "r1.prompt.md").read_text()  # the kept module is the whole task: asked as the task itself
+    assert first.startswith("Write a Triton implementation of the PyTorch model below (task `level1/19_ReLU`)")
+    assert (kernelbench_dir / "level1" / "19_ReLU.py").read_text() in first
     assert "has no attribute 'relu'" in json.loads((work / "r1.verdict.json").read_text())["detail"]
     feedback = (work / "r2.prompt.md").read_text()
     assert "`tl.relu` does not exist in the installed Triton" in feedback
@@ -130,3 +133,16 @@ def test_a_kept_module_composes_into_a_verified_kernelbench_model_new(make_ctx: 
     assert "class ModelNew(FusedModel)" in source and "TaskModule = sg0_ModelNew" in source
     assert "Model" not in source.replace("ModelNew", "").replace("FusedModel", "").replace("TaskModule", "")
     assert checker.verify(task.path, model_new).passed  # full audit, against the task's own Model
+
+
+def test_a_kernel_called_without_a_grid_gets_feedback_naming_the_launch(make_ctx: Any, kernelbench_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """The first answer of the 2026-12-07 staged run (first attempt): ``tl.maximum`` as the prompt says, but
+    ``return relu_kernel(...)`` with no launch grid."""
+    task = task_named(kernelbench_dir, "19_ReLU")
+    ctx = make_ctx(replay(tmp_path, task.id, {"generate/sg0/w0-r1": "staged_relu_generate_r1_nogrid"}), workers=1)
+    outcome = run_task(task, ctx)
+    assert not outcome.passed and outcome.category == "compile_error", outcome
+    feedback = (ctx.rundir.task_dir(task.id) / "generate" / "sg0" / "w0" / "r2.prompt.md").read_text()
+    assert "Line 29 calls the `@triton.jit` kernel `relu_kernel(...)` like a Python function." in feedback
+    assert "`relu_kernel[(triton.cdiv(n, BLOCK),)](..., BLOCK=BLOCK)`, then return the output." in feedback
