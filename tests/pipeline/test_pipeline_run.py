@@ -75,15 +75,17 @@ def test_fuser_rewrite_that_changes_semantics_is_rejected(make_ctx: Any, tmp_pat
     assert "x * self.scale" in result.fused_path.read_text()
 
 
-def test_a_failing_reference_stops_the_task_without_feedback(make_ctx: Any, tmp_path: Path) -> None:
-    """The task's own Model cannot run: nothing the LLM could fix, so no second prompt."""
+@pytest.mark.parametrize("fuse, prompts", [("always", 1), ("auto", 0)])
+def test_a_failing_reference_stops_the_task_without_feedback(make_ctx: Any, tmp_path: Path, fuse: str,
+                                                             prompts: int) -> None:
+    """The task's own Model cannot run: nothing the LLM could fix, so no second prompt (kept module: none)."""
     broken = tiny.TASK.replace("return torch.relu(x * self.scale)", "raise RuntimeError('the task is broken')")
     tiny.write_task(tmp_path, broken)
     provider = ScriptedProvider(answers([tiny.FUSED, tiny.FUSED, tiny.FUSED]))
-    outcome = run_task(task_of(tmp_path), make_ctx(provider, fuse_rounds=3, fuse="always"))
+    outcome = run_task(task_of(tmp_path), make_ctx(provider, fuse_rounds=3, fuse=fuse))
     assert (outcome.stage, outcome.category) == ("fuse", "reference_error"), outcome
     assert "the task is broken" in outcome.detail
-    assert len(provider.requests) == 1
+    assert len(provider.requests) == prompts
 
 
 DRIVER = """
