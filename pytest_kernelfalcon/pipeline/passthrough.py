@@ -83,17 +83,16 @@ def _ops(stmt: ast.stmt) -> list[str]:
     """Return the compute ops of one statement (calls other than views, and arithmetic), in source order."""
     found: list[tuple[int, int, str]] = []
     for node in ast.walk(stmt):
-        name = _op_name(node)
-        if name is not None:
-            found.append((node.lineno, node.col_offset, name))  # type: ignore[attr-defined]
+        if isinstance(node, (ast.BinOp, ast.Call)):
+            name = _op_name(node)
+            if name is not None:
+                found.append((node.lineno, node.col_offset, name))
     return [name for _, _, name in sorted(found)]
 
 
-def _op_name(node: ast.AST) -> str | None:
+def _op_name(node: ast.BinOp | ast.Call) -> str | None:
     if isinstance(node, ast.BinOp):
         return "@" if isinstance(node.op, ast.MatMult) else type(node.op).__name__.lower()
-    if not isinstance(node, ast.Call):
-        return None
     func = node.func
     if isinstance(func, ast.Attribute):
         if isinstance(func.value, ast.Name) and func.value.id == "self":
