@@ -2,9 +2,9 @@
 
 The verdict itself is saved unchanged; only the feedback text says more: a name the installed Triton
 does not have is named as such, with the nearest names that exist and the expression for common ops
-(``triton_names``); a kernel called like a function (no launch grid) is named with its line;
-a numeric mismatch is laid out in a few lines (where, got, expected, how much, the
-plan that was run).
+(``triton_names``); the line an error points at (``candidate.py:N``) is quoted; a kernel called like a
+function (no launch grid) is named with its line; a numeric mismatch is laid out in a few lines (where,
+got, expected, how much, the plan that was run).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 
 from pytest_kernelfalcon.pipeline.triton_names import missing_hint, missing_names
 
+WHERE = re.compile(r"\bcandidate\.py:(\d+)")
 MISMATCH = re.compile(r"^(?P<plan>.*?): output (?P<output>\d+) \(shape (?P<shape>\[[^\]]*\])\): "
                       r"first mismatch at index (?P<index>\([^)]*\)): got (?P<got>[^,]+), expected (?P<want>[^;]+); "
                       r"(?P<rest>.*)$", re.DOTALL)
@@ -25,8 +26,19 @@ def feedback_detail(category: str, detail: str, code: str = "") -> str:
         return mismatch_lines(detail)
     hints = [missing_hint(m) for m in missing_names(detail)]
     if category in ("compile_error", "runtime_error"):
+        quoted = quoted_line(detail, code)
+        hints += [quoted] if quoted else []
         hints += [launch_hint(name, line) for name, line in unlaunched_kernels(code)]
     return "\n".join([detail, *hints]) if hints else detail
+
+
+def quoted_line(detail: str, code: str) -> str:
+    """Return the line of ``code`` that the error ``detail`` points at (``candidate.py:N``), quoted; or ""."""
+    found = WHERE.search(detail)
+    lines = code.splitlines()
+    if found is None or not 1 <= int(found[1]) <= len(lines) or not lines[int(found[1]) - 1].strip():
+        return ""
+    return f"Line {found[1]} of your file is: `{lines[int(found[1]) - 1].strip()}`"
 
 
 def jit_functions(tree: ast.Module) -> set[str]:

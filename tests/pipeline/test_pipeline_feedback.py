@@ -141,3 +141,11 @@ def triton_cdiv(a: int, b: int) -> int:
     import triton
 
     return int(triton.cdiv(a, b))
+
+
+def test_the_line_an_error_points_at_is_quoted() -> None:
+    code = "import torch\n\n\ndef f(x):\n    x, = x.contiguous()\n    return x\n"
+    detail = "candidate.py:5: ValueError: too many values to unpack (expected 1) [profile default: ...]"
+    assert feedback_detail("runtime_error", detail, code) == f"{detail}\nLine 5 of your file is: `x, = x.contiguous()`"
+    assert feedback_detail("runtime_error", "candidate.py:99: boom", code) == "candidate.py:99: boom"
+    assert feedback_detail("runtime_error", "no line here", code) == "no line here"
