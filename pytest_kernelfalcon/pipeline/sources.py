@@ -71,8 +71,15 @@ class Constants:
         self.names: dict[int, str] = {}
 
     def ref(self, value: Any, param: str = "") -> str:
-        """Return the source text for ``value``: a shared constant for sizes, a literal otherwise."""
-        if type(value) is not int or value < 2 or FIXED_NAME.search(param):
+        """Return the source text for ``value``: a shared constant for sizes (also inside a tuple or list of
+        them, such as a shape argument), a literal otherwise."""
+        if FIXED_NAME.search(param):
+            return repr(value)
+        if isinstance(value, (tuple, list)):
+            items = ", ".join(self.ref(v, param) for v in value)
+            return f"({items},)" if isinstance(value, tuple) and len(value) == 1 else \
+                (f"({items})" if isinstance(value, tuple) else f"[{items}]")
+        if type(value) is not int or value < 2:
             return repr(value)
         return self.names.setdefault(value, f"size_{value}")
 
