@@ -49,8 +49,29 @@ def _events(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """One row per (task, stage, subgraph): outcome, rounds, calls, tokens in/out, seconds, stop reasons."""
+Counts = dict[tuple[str, str, str, int, int], tuple[int, int]]
+
+
+def call_key(event: dict[str, Any]) -> tuple[str, str, str, int, int]:
+    """The (task, stage, subgraph, worker, round) of an ``llm_call`` event."""
+    return (event["task"], event["stage"], event.get("subgraph") or "", int(event.get("worker") or 0),
+            int(event.get("round") or 0))
+
+
+def call_tokens(event: dict[str, Any], server: Counts) -> tuple[int, int, str]:
+    """(tokens in, tokens out, where from) of one call: the usage the stream carried, else the server's log
+    (``server``: prompt tokens it read, tokens it generated), else none (``unreported``)."""
+    if event.get("usage_reported", True):
+        return int(event.get("input_tokens") or 0), int(event.get("output_tokens") or 0), "reported"
+    if call_key(event) in server:
+        read, generated = server[call_key(event)]
+        return read, generated, "server"
+    return 0, 0, "unreported"
+
+
+def stage_rows(run_dir: Path, server: Counts | None = None) -> list[dict[str, Any]]:
+    """One row per (task, stage, subgraph): outcome, rounds, calls, tokens in/out (the server's counts where
+    the stream carried no usage), seconds, stop reasons."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for event in _events(run_dir):
         stage = event.get("stage")
@@ -59,12 +80,15 @@ def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
         key = (event["task"], stage, event.get("subgraph") or "")
         row = rows.setdefault(key, {"task": key[0], "stage": stage, "subgraph": key[2], "outcome": "not finished",
                                     "rounds": 0, "calls": 0, "tokens_in": 0, "tokens_out": 0, "llm_s": 0.0,
-                                    "round_categories": []})
+                                    "round_categories": [], "server_counted": 0, "unreported_calls": 0})
         kind = event.get("type")
         if kind == "llm_call":
+            tokens_in, tokens_out, source = call_tokens(event, server or {})
             row["calls"] += 1
-            row["tokens_in"] += int(event.get("input_tokens") or 0)
-            row["tokens_out"] += int(event.get("output_tokens") or 0)
+            row["tokens_in"] += tokens_in
+            row["tokens_out"] += tokens_out
+            row["server_counted"] += source == "server"
+            row["unreported_calls"] += source == "unreported"
             row["llm_s"] = round(row["llm_s"] + float(event.get("latency_s") or 0.0), 1)
         elif kind == "round":
             row["rounds"] = max(row["rounds"], int(event.get("round") or 0))
@@ -87,9 +111,11 @@ def _stop_reasons(run_dir: Path) -> dict[tuple[str, str, str, int, int], str]:
     return found
 
 
-def task_rows(run_dir: Path, tasks: list[str]) -> list[dict[str, Any]]:
+def task_rows(run_dir: Path, tasks: list[str], server: Counts | None = None) -> list[dict[str, Any]]:
     """One row per task: pass, or the stage and category that ended it (``not finished`` when the run was
-    stopped before the task ended); LLM calls, tokens and wall time."""
+    stopped before the task ended); LLM calls, tokens (the server's counts where the stream carried no
+    usage) and wall time."""
+    calls = [e for e in _events(run_dir) if e.get("type") == "llm_call"]
     rows = []
     for task in tasks:
         path = run_dir / "tasks" / task / "outcome.json"
@@ -99,11 +125,13 @@ def task_rows(run_dir: Path, tasks: list[str]) -> list[dict[str, Any]]:
             continue
         outcome = json.loads(path.read_text(encoding="utf-8"))
         usage = outcome.get("usage") or {}
+        counted = [call_tokens(e, server or {}) for e in calls if e["task"] == task]
         rows.append({"task": task, "passed": outcome["passed"], "stage": outcome.get("stage"),
                      "category": outcome.get("category"), "detail": (outcome.get("detail") or "")[:300],
-                     "calls": usage.get("calls", 0), "tokens_in": usage.get("input_tokens", 0),
-                     "tokens_out": usage.get("output_tokens", 0),
-                     "unreported_calls": usage.get("unreported_calls", 0),
+                     "calls": usage.get("calls", 0), "tokens_in": sum(c[0] for c in counted),
+                     "tokens_out": sum(c[1] for c in counted),
+                     "server_counted": sum(c[2] == "server" for c in counted),
+                     "unreported_calls": sum(c[2] == "unreported" for c in counted),
                      "wall_s": round(outcome.get("wall_s", 0.0), 1)})
     return rows
 
@@ -133,9 +161,19 @@ def per_call(run_dir: Path, log: Path, since: str) -> list[dict[str, Any]]:
     start = calendar.timegm(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ"))
     calls = [e for e in _events(run_dir) if e.get("type") == "llm_call" and e["t"] >= start]
     return [{"task": e["task"], "stage": e["stage"] + (f"/{e['subgraph']}" if e.get("subgraph") else ""),
-             "round": e.get("round"), "prompt_tokens_read": read, "tokens_generated": gen,
+             "round": e.get("round"), "key": list(call_key(e)), "prompt_tokens_read": read, "tokens_generated": gen,
              "latency_s": e.get("latency_s")}
             for e, (read, gen) in zip(calls, perf_entries(log), strict=False)]
+
+
+def server_tokens(calls: list[dict[str, Any]]) -> Counts:
+    """The server log's (prompt tokens read, tokens generated) by call key, from ``per_call``'s rows."""
+    found: Counts = {}
+    for c in calls:
+        task, stage, subgraph, worker, round_ = c["key"]
+        found[(task, stage, subgraph, int(worker), int(round_))] = (int(c["prompt_tokens_read"]),
+                                                                   int(c["tokens_generated"]))
+    return found
 
 
 def server_counts(log: Path) -> dict[str, float]:
@@ -176,12 +214,13 @@ def report(out: Path) -> int:
         if not runs:
             continue
         run_dir = runs[-1]
+        calls = per_call(run_dir, path.parent / "server.log", meta["started"])
+        server = server_tokens(calls)
         summary["strategies"][path.parent.name] = {
             "started": meta.get("started"), "finished": meta.get("finished") or "(stopped before the end)",
-            "run_dir": str(run_dir), "tasks": task_rows(run_dir, meta["tasks"]), "stages": stage_rows(run_dir),
-            "stop_reasons": sorted(set(_stop_reasons(run_dir).values())),
-            "server": server_counts(path.parent / "server.log"),
-            "per_call": per_call(run_dir, path.parent / "server.log", meta["started"])}
+            "run_dir": str(run_dir), "tasks": task_rows(run_dir, meta["tasks"], server),
+            "stages": stage_rows(run_dir, server), "stop_reasons": sorted(set(_stop_reasons(run_dir).values())),
+            "server": server_counts(path.parent / "server.log"), "per_call": calls}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     (out / "README.md").write_text(markdown(summary), encoding="utf-8")
     return 0
@@ -209,14 +248,15 @@ def markdown(summary: dict[str, Any]) -> str:
                   "", f"The server's own log: {data['server']['prompt_tokens_read']} prompt tokens read "
                   f"({data['server']['read_tokens_per_s']} tokens/s), {data['server']['tokens_generated']} tokens "
                   f"generated ({data['server']['generated_tokens_per_s']} tokens/s). The tables' token counts are "
-                  "the usage the server reported per call (its first, streamed answer carried none).",
+                  "the usage the stream carried where it carried one, else the server's own count of the call "
+                  "from its log (prompt tokens it read, not reused from its cache; tokens it generated), "
+                  "marked `(server log)`; a call with neither is marked `without usage`.",
                   "", "| task | outcome | stage | calls | tokens in | tokens out | wall s |",
                   "|---|---|---|---|---|---|---|"]
         for t in data["tasks"]:
             outcome = "pass" if t["passed"] else t["category"]
-            unreported = f" ({t['unreported_calls']} call(s) without usage)" if t["unreported_calls"] else ""
             lines.append(f"| {t['task']} | {outcome} | {t['stage'] or '-'} | {t['calls']} | {t['tokens_in']} | "
-                         f"{t['tokens_out']}{unreported} | {t['wall_s']} |")
+                         f"{t['tokens_out']}{token_note(t)} | {t['wall_s']} |")
         lines += ["", "Per stage (the checker's verdict of each checked round, in order; rounds whose answer "
                   "had no usable code block have no verdict):", "",
                   "| task | stage | outcome | rounds | round verdicts | calls | tokens in | tokens out | LLM s |",
@@ -225,7 +265,7 @@ def markdown(summary: dict[str, Any]) -> str:
             stage = s["stage"] + (f"/{s['subgraph']}" if s["subgraph"] else "")
             verdicts = ", ".join(str(c) for c in s["round_categories"]) or "-"
             lines.append(f"| {s['task']} | {stage} | {s['outcome']} | {s['rounds']} | {verdicts} | {s['calls']} | "
-                         f"{s['tokens_in']} | {s['tokens_out']} | {s['llm_s']} |")
+                         f"{s['tokens_in']} | {s['tokens_out']}{token_note(s)} | {s['llm_s']} |")
         lines += ["", "Tokens per call, from the server's log (prompt tokens it read, i.e. not reused from its "
                   f"cache; tokens generated), for the calls of this server session ({data['started']} on):", "",
                   "| task | stage | round | prompt tokens read | tokens generated | latency s |", "|---|---|---|---|---|---|"]
@@ -236,6 +276,16 @@ def markdown(summary: dict[str, Any]) -> str:
                   if not t["passed"]]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def token_note(row: dict[str, Any]) -> str:
+    """Where a row's token counts come from, where not all from the stream: `` (server log)``, ``without usage``."""
+    notes = []
+    if row.get("server_counted"):
+        notes.append(f"{row['server_counted']} call(s) from the server log")
+    if row.get("unreported_calls"):
+        notes.append(f"{row['unreported_calls']} call(s) without usage")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ SHAPES = ("auto", "default", "official", "scaled", "fuzz")
 DTYPES = ("fp32", "bf16", "fp16")
 EXECUTORS = ("auto", "warm", "cold")
 STRATEGIES = ("staged", "direct")
+FUSE_MODES = ("auto", "always")
 
 # (option name, ini/dest name, type, help); types: str, int, float, bool, path. Defaults: FalconConfig.
 OPTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -35,6 +36,9 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "base URL of an OpenAI-compatible server for --falcon-provider openai (else OPENAI_BASE_URL)"),
     ("--falcon-strategy", "falcon_strategy", "str",
      "staged (fuse, extract, generate, compose) or direct (one stage: ModelNew for the whole task)"),
+    ("--falcon-fuse", "falcon_fuse", "str",
+     "auto (a task whose forward is already one subgraph keeps its own module: no fuse call) or always "
+     "(the LLM fuses every task)"),
     ("--falcon-workers", "falcon_workers", "int", "parallel generation workers per subgraph"),
     ("--falcon-max-rounds", "falcon_max_rounds", "int", "rounds per worker (error feedback); also caps the fuse and compose rounds"),
     ("--falcon-max-output-tokens", "falcon_max_output_tokens", "int", "output tokens per LLM call"),
@@ -85,6 +89,7 @@ class FalconConfig:
     falcon_model: str = DEFAULT_MODEL
     falcon_base_url: str | None = None
     falcon_strategy: str = "staged"
+    falcon_fuse: str = "auto"
     falcon_workers: int = 4
     falcon_max_rounds: int = 4
     falcon_max_output_tokens: int = 8192
@@ -143,6 +148,7 @@ class FalconConfig:
     def _validate_choices(self) -> None:
         _choice("--falcon-provider", self.falcon_provider, PROVIDERS)
         _choice("--falcon-strategy", self.falcon_strategy, STRATEGIES)
+        _choice("--falcon-fuse", self.falcon_fuse, FUSE_MODES)
         _choice("--falcon-device", self.falcon_device, DEVICES)
         _choice("--falcon-shapes", self.falcon_shapes, SHAPES)
         _choice("--falcon-dtype", self.falcon_dtype, DTYPES)
@@ -215,7 +221,8 @@ class FalconConfig:
                               fuse_rounds=min(PipelineConfig.fuse_rounds, rounds),
                               compose_rounds=min(PipelineConfig.compose_rounds, rounds),
                               model=self.falcon_model, provider=self.resolved_provider(),
-                              strategy=self.falcon_strategy, base_url=self.falcon_base_url,
+                              strategy=self.falcon_strategy, fuse=self.falcon_fuse,
+                              base_url=self.falcon_base_url,
                               max_output_tokens=self.falcon_max_output_tokens,
                               llm_timeout_s=self.falcon_llm_timeout,
                               budget_usd=self.falcon_budget_usd, task_timeout_s=self.falcon_timeout,

@@ -27,6 +27,7 @@ class PipelineConfig:
     model: str = DEFAULT_MODEL
     provider: str = "replay"
     strategy: str = "staged"  # staged: fuse -> extract -> generate -> compose; direct: ModelNew in one stage
+    fuse: str = "auto"  # auto: a forward that is already one subgraph keeps the task's module (no LLM call); always
     base_url: str | None = None  # an OpenAI-compatible server (None: the provider's environment variable)
     llm_timeout_s: float = 600.0  # one LLM request (the SDK's client timeout)
     budget_usd: float | None = None  # per task

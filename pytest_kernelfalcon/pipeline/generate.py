@@ -17,7 +17,9 @@ from pytest_kernelfalcon.pipeline.context import (
     stop_on_harness_error,
 )
 from pytest_kernelfalcon.pipeline.llmcall import Conversation, save_verdict, verdict_text
+from pytest_kernelfalcon.pipeline.rounds import feedback_prompt
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_json, atomic_write_text, read_json
+from pytest_kernelfalcon.pipeline.triton_names import common_ops_line
 
 if TYPE_CHECKING:
     from pytest_kernelfalcon.core.verdict import Verdict
@@ -88,8 +90,11 @@ class Race:
         return True
 
 
-def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
-    """Return the verified kernel of ``spec`` (reused when ``kernel.py`` exists) or why none was found."""
+def generate_kernel(scope: TaskScope, spec: SubgraphSpec, whole_task: bool = False) -> GenerateResult:
+    """Return the verified kernel of ``spec`` (reused when ``kernel.py`` exists) or why none was found.
+
+    ``whole_task``: the spec is the task's own module (kept, not fused), so the first prompt asks for the
+    task itself, as the one-stage strategy does (template ``direct``); the check is the spec's as always."""
     out = scope.dir / "generate" / spec.id
     if (out / "kernel.py").is_file():
         meta = read_json(out / "kernel.json") if (out / "kernel.json").is_file() else {}
@@ -100,7 +105,7 @@ def generate_kernel(scope: TaskScope, spec: SubgraphSpec) -> GenerateResult:
         return GenerateResult(spec.id, False, None, 0, broken.category.value if broken.category else
                               Category.REFERENCE_ERROR.value, broken.detail)
     race = Race(cancel=_race_cancel(scope))
-    ends = _run_workers(scope, spec, race)
+    ends = _run_workers(scope, spec, race, whole_task)
     rounds = sum(e.rounds for e in ends)
     if race.winner is not None:
         worker, round_, candidate = race.winner
@@ -129,11 +134,11 @@ def _reference_problem(scope: TaskScope, spec: SubgraphSpec) -> Verdict | None:
     return found if isinstance(found, Verdict) else None
 
 
-def _run_workers(scope: TaskScope, spec: SubgraphSpec, race: Race) -> list[WorkerEnd]:
+def _run_workers(scope: TaskScope, spec: SubgraphSpec, race: Race, whole_task: bool) -> list[WorkerEnd]:
     workers = scope.ctx.config.workers
     scope.emit("workers", stage="generate", subgraph=spec.id, workers=workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kf-{spec.id}") as pool:
-        futures = [pool.submit(run_worker, scope, spec, race, w) for w in range(workers)]
+        futures = [pool.submit(run_worker, scope, spec, race, w, whole_task) for w in range(workers)]
         try:
             done, _ = wait(futures, timeout=max(scope.budget.remaining_s(), 0.0))
         except BaseException:  # Ctrl-C: cancel the workers' LLM calls and checker jobs, not wait them out
@@ -171,11 +176,11 @@ def most_informative(ends: list[WorkerEnd]) -> tuple[str, str]:
     return str(best.category), f"worker {best.worker}: {best.detail}"
 
 
-def run_worker(scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int) -> WorkerEnd:
+def run_worker(scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int, whole_task: bool = False) -> WorkerEnd:
     """Run one worker's rounds until it wins, runs out of rounds, is cancelled or has no more answers."""
     from pytest_kernelfalcon.llm.base import Cancelled, ProviderError, ReplayMiss
 
-    state = _WorkerState(scope, spec, race, worker)
+    state = _WorkerState(scope, spec, race, worker, whole_task)
     try:
         return state.loop()
     except Cancelled:
@@ -196,8 +201,10 @@ def run_worker(scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int) ->
 class _WorkerState:
     """One worker's loop: prompt -> answer -> code -> dedup -> check -> feedback."""
 
-    def __init__(self, scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int) -> None:
+    def __init__(self, scope: TaskScope, spec: SubgraphSpec, race: Race, worker: int, whole_task: bool) -> None:
         self.scope, self.spec, self.race, self.worker = scope, spec, race, worker
+        self.whole_task = whole_task
+        self.first: tuple[str, ...] = ("direct" if whole_task else "generate", "triton_example")
         self.conv = Conversation(scope, "generate", spec.id, worker, scope.ctx.config.temperature(worker))
         self.rounds = 0
         self.last: tuple[str | None, str] = (None, "")
@@ -218,7 +225,7 @@ class _WorkerState:
         from pytest_kernelfalcon.llm.base import Cancelled
 
         prompt = self.first_prompt()
-        templates: tuple[str, ...] = ("generate", "triton_example")
+        templates = self.first
         for round_ in range(1, self.scope.ctx.config.max_rounds + 1):
             if self.race.cancel.is_set():
                 raise Cancelled("another worker won")
@@ -232,14 +239,17 @@ class _WorkerState:
         return self.end("failed")
 
     def first_prompt(self) -> str:
-        """Return the generate prompt for this spec."""
-        data, spec = self.spec.data, self.spec
+        """Return the generate prompt for this spec (for the task's own module: the task's prompt)."""
+        data, spec, prompts = self.spec.data, self.spec, self.scope.ctx.prompts
+        if self.whole_task:
+            return prompts.render("direct", task_id=self.scope.task.id, example=prompts.texts["triton_example"].strip(),
+                                  task_source=self.scope.task.path.read_text(encoding="utf-8"))
         return self.scope.ctx.prompts.render(
             "generate", class_name=spec.class_name, spec_id=spec.id, task_id=self.scope.task.id,
             init_args=data.get("init_args_py", "[]"), inputs=_describe(data.get("inputs", [])),
             outputs=_describe(data.get("outputs", [])), parameters=json.dumps(data.get("parameters", [])),
             count=spec.count, class_source=data.get("source", ""),
-            example=self.scope.ctx.prompts.texts["triton_example"].strip(),
+            example=self.scope.ctx.prompts.texts["triton_example"].strip(), common_ops=common_ops_line(),
             spec_task=spec.task_path.read_text(encoding="utf-8"))
 
     def attempt(self, round_: int, text: str) -> tuple[str, tuple[str, ...]] | None:
@@ -252,14 +262,14 @@ class _WorkerState:
         except FormatError as err:
             self.last = (Category.FORMAT_ERROR.value, str(err))
             return prompts.render("format_feedback", error=err, round=round_, max_rounds=rounds), \
-                ("generate", "triton_example", "format_feedback")
+                (*self.first, "format_feedback")
         first, earlier = self.race.claim(block.digest)
         if not first:
             self.scope.emit("duplicate", stage="generate", subgraph=self.spec.id, worker=self.worker,
                             round=round_, digest=block.digest[:16])
             note = "Its result: " + ": ".join(verdict_text(earlier)) if earlier is not None else ""
             return prompts.render("duplicate", detail=note, round=round_, max_rounds=rounds), \
-                ("generate", "triton_example", "duplicate")
+                (*self.first, "duplicate")
         candidate = self.conv.path(round_, ".py")
         atomic_write_text(candidate, block.code)
         verdict = self.scope.ctx.checker.verify(self.spec.task_path, candidate, cancel=self.race.cancel)
@@ -274,9 +284,9 @@ class _WorkerState:
             return None
         if verdict.passed or verdict.category == Category.CANCELLED:
             raise Cancelled("another worker won")
-        self.last = verdict_text(verdict)
-        return prompts.render("feedback", category=self.last[0], detail=self.last[1], round=round_,
-                              max_rounds=rounds), ("generate", "triton_example", "feedback")
+        failure = self.last = verdict_text(verdict)
+        return feedback_prompt(self.scope, failure, round_, rounds, block.code), \
+            (*self.first, "feedback")
 
 
 def _describe(values: list[dict[str, Any]]) -> str:

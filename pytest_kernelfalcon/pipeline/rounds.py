@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pytest_kernelfalcon.core.verdict import Category
 from pytest_kernelfalcon.pipeline.codeblock import FormatError, extract_code
 from pytest_kernelfalcon.pipeline.context import stop_on_harness_error
+from pytest_kernelfalcon.pipeline.feedback import feedback_detail
 from pytest_kernelfalcon.pipeline.llmcall import save_verdict, verdict_text
 from pytest_kernelfalcon.pipeline.rundir import atomic_write_text
 
@@ -32,6 +33,7 @@ class Rounds:
     write: Callable[[str], str]
     checker: Checker
     skip_repeats: bool = False  # an answer identical to an earlier one is not checked again (duplicate template)
+    precheck: Callable[[str], str | None] | None = None  # a problem found in the code before it runs (fed back)
 
 
 @dataclass(frozen=True)
@@ -73,17 +75,31 @@ def check_rounds(scope: TaskScope, conv: Conversation, spec: Rounds, prompt: str
             prompt = prompts.render("format_feedback", error=err, round=round_, max_rounds=spec.rounds)
             templates = (*spec.templates, "format_feedback")
             continue
+        problem = spec.precheck(block.code) if spec.precheck is not None else None
+        if problem is not None:
+            last = (Category.RUNTIME_ERROR.value, problem)
+            prompt = feedback_prompt(scope, last, round_, spec.rounds)
+            templates = (*spec.templates, "feedback")
+            continue
         if spec.skip_repeats and block.digest in tried:
             note = "Its result: " + ": ".join(tried[block.digest])
             prompt = prompts.render("duplicate", detail=note, round=round_, max_rounds=spec.rounds)
             templates = (*spec.templates, "duplicate")
             continue
         candidate = conv.path(round_, ".py")
-        atomic_write_text(candidate, spec.write(block.code))
+        source = spec.write(block.code)
+        atomic_write_text(candidate, source)
         verdict = checked(scope, stage, spec.checker, candidate, round_)
         last = tried[block.digest] = verdict_text(verdict)
         if verdict.passed:
             return RoundsEnd(True, round_, candidate, verdict)
-        prompt = prompts.render("feedback", category=last[0], detail=last[1], round=round_, max_rounds=spec.rounds)
+        prompt = feedback_prompt(scope, last, round_, spec.rounds, source)
         templates = (*spec.templates, "feedback")
     return RoundsEnd(False, spec.rounds, None, verdict, last[0], last[1])
+
+
+def feedback_prompt(scope: TaskScope, failure: tuple[str, str], round_: int, rounds: int, code: str = "") -> str:
+    """Return the feedback prompt for a failed round of ``code``: its category and the detail that names the fix."""
+    category, detail = failure
+    return scope.ctx.prompts.render("feedback", category=category, detail=feedback_detail(category, detail, code),
+                                    round=round_, max_rounds=rounds)

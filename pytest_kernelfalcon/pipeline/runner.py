@@ -110,7 +110,8 @@ def _pipeline(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
     if extracted.outside_ops:
         scope.emit("warning", stage="extract", detail=f"FusedModel computes outside subgraphs: "
                                                       f"{dict(extracted.outside_ops)}")
-    kernels = [_generate(scope, spec, rounds) for spec in extracted.specs]
+    whole_task = fused.how == "kept" and len(extracted.specs) == 1
+    kernels = [_generate(scope, spec, rounds, whole_task) for spec in extracted.specs]
     composed = _stage(scope, "compose", compose_model, scope, fused.fused_path, kernels)
     rounds.append(composed.rounds)
     if not composed.passed:
@@ -119,7 +120,7 @@ def _pipeline(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
     return TaskOutcome(scope.task.id, scope.task.level, True, detail=f"composed ({composed.how})",
                        seeds=verdict.seeds, shapes=verdict.shapes, low_signal=verdict.low_signal,
                        model_new=str(composed.model_new),
-                       extra={"specs": [s.id for s in extracted.specs], "compose": composed.how})
+                       extra={"specs": [s.id for s in extracted.specs], "fuse": fused.how, "compose": composed.how})
 
 
 def _direct(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
@@ -133,8 +134,8 @@ def _direct(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
                        extra={"strategy": "direct"})
 
 
-def _generate(scope: TaskScope, spec: Any, rounds: list[int]) -> Kernel:
-    result = _stage(scope, "generate", generate_kernel, scope, spec, subgraph=spec.id)
+def _generate(scope: TaskScope, spec: Any, rounds: list[int], whole_task: bool) -> Kernel:
+    result = _stage(scope, "generate", generate_kernel, scope, spec, whole_task, subgraph=spec.id)
     rounds.append(result.rounds)
     if not result.passed:
         raise StageFailed("generate", str(result.category), f"{spec.id} ({spec.class_name}): {result.detail}")

@@ -26,6 +26,20 @@ def statements(source: str, *, drop: tuple[str, ...] = (), keep_only: tuple[str,
     return "\n".join(out) + "\n"
 
 
+def without_repeated_imports(source: str) -> str:
+    """Return ``source`` without the top-level imports that repeat an earlier one exactly."""
+    lines = source.splitlines(keepends=True)
+    seen: set[str] = set()
+    drop: set[int] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            key = ast.unparse(node)
+            if key in seen:
+                drop.update(range(node.lineno - 1, node.end_lineno or node.lineno))
+            seen.add(key)
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
 def task_tail(task_source: str, defined: set[str]) -> str:
     """Return the task without its ``Model`` and without what the fused block already defines."""
     drop = tuple(sorted(defined - set(TASK_FUNCTIONS))) + ("Model",)
@@ -37,7 +51,7 @@ def fused_file(block: str, task_source: str) -> str:
     defined = {n for node in ast.parse(block).body for n in bound_names(node)}
     tail = task_tail(task_source, defined)
     block = statements(block, drop=TASK_FUNCTIONS + ("Model",))
-    return f"{HEADER}\n{block}\n\n# --- from the task: constants, helpers, inputs ---\n{tail}"
+    return without_repeated_imports(f"{HEADER}\n{block}\n\n# --- from the task: constants, helpers, inputs ---\n{tail}")
 
 
 def fused_core(fused_source: str) -> str:
@@ -57,8 +71,15 @@ class Constants:
         self.names: dict[int, str] = {}
 
     def ref(self, value: Any, param: str = "") -> str:
-        """Return the source text for ``value``: a shared constant for sizes, a literal otherwise."""
-        if type(value) is not int or value < 2 or FIXED_NAME.search(param):
+        """Return the source text for ``value``: a shared constant for sizes (also inside a tuple or list of
+        them, such as a shape argument), a literal otherwise."""
+        if FIXED_NAME.search(param):
+            return repr(value)
+        if isinstance(value, (tuple, list)):
+            items = ", ".join(self.ref(v, param) for v in value)
+            return f"({items},)" if isinstance(value, tuple) and len(value) == 1 else \
+                (f"({items})" if isinstance(value, tuple) else f"[{items}]")
+        if type(value) is not int or value < 2:
             return repr(value)
         return self.names.setdefault(value, f"size_{value}")
 
@@ -83,15 +104,17 @@ def tensor_expr(desc: dict[str, Any], consts: Constants) -> str:
 
 
 def spec_task_source(spec: dict[str, Any], fused_source: str) -> str:
-    """Return a KernelBench-format task file for one subgraph spec (``Model`` = its class)."""
+    """Return a KernelBench-format task file for one subgraph spec (``Model`` = its class; ``FusedModel``,
+    which holds the subgraphs, left out)."""
     consts = Constants()
     args = ast.literal_eval(spec["init_args_py"])
     names = list(spec.get("init_names") or [])
     init = [consts.ref(v, names[i] if i < len(names) else "") for i, v in enumerate(args)]
     inputs = [tensor_expr(d, consts) if d["kind"] == "tensor" else d["py"] for d in spec["inputs"]]
-    return (f"{HEADER}\n{fused_core(fused_source)}\n\n"
-            f"# --- subgraph {spec['id']}: {spec['class_name']}, recorded from a forward of FusedModel ---\n"
-            f"Model = {spec['class_name']}\n\n{consts.block()}\n\n"
-            f"def get_inputs():\n    return [{', '.join(inputs)}]\n\n\n"
-            f"def get_init_inputs():\n    return [{', '.join(init)}]\n")
+    return without_repeated_imports(
+        f"{HEADER}\n{statements(fused_core(fused_source), drop=('FusedModel',))}\n\n"
+        f"# --- subgraph {spec['id']}: {spec['class_name']}, recorded from a forward of FusedModel ---\n"
+        f"Model = {spec['class_name']}\n\n{consts.block()}\n\n"
+        f"def get_inputs():\n    return [{', '.join(inputs)}]\n\n\n"
+        f"def get_init_inputs():\n    return [{', '.join(init)}]\n")
 

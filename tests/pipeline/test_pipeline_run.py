@@ -39,7 +39,7 @@ def test_happy_path_writes_a_verified_kernelbench_model_new(make_ctx: Any, tmp_p
     tiny.write_task(tmp_path)
     task = task_of(tmp_path)
     provider = ScriptedProvider(answers([tiny.FUSED]))
-    ctx = make_ctx(provider)
+    ctx = make_ctx(provider, fuse="always")  # the LLM fuses even a one-subgraph task
     outcome = run_task(task, ctx)
     assert outcome.passed, outcome
     assert outcome.source == "scripted" and outcome.usage.calls == len(provider.requests)
@@ -64,7 +64,7 @@ def test_happy_path_writes_a_verified_kernelbench_model_new(make_ctx: Any, tmp_p
 def test_fuser_rewrite_that_changes_semantics_is_rejected(make_ctx: Any, tmp_path: Path) -> None:
     tiny.write_task(tmp_path)
     provider = ScriptedProvider(answers([tiny.WRONG_FUSED, tiny.FUSED]))
-    ctx = make_ctx(provider, fuse_rounds=2)
+    ctx = make_ctx(provider, fuse_rounds=2, fuse="always")
     task = task_of(tmp_path)
     scope = TaskScope(ctx, task, ctx.rundir.task_dir(task.id), TaskBudget(ctx.config))
     result = fuse_model(scope)
@@ -75,15 +75,17 @@ def test_fuser_rewrite_that_changes_semantics_is_rejected(make_ctx: Any, tmp_pat
     assert "x * self.scale" in result.fused_path.read_text()
 
 
-def test_a_failing_reference_stops_the_task_without_feedback(make_ctx: Any, tmp_path: Path) -> None:
-    """The task's own Model cannot run: nothing the LLM could fix, so no second prompt."""
+@pytest.mark.parametrize("fuse, prompts", [("always", 1), ("auto", 0)])
+def test_a_failing_reference_stops_the_task_without_feedback(make_ctx: Any, tmp_path: Path, fuse: str,
+                                                             prompts: int) -> None:
+    """The task's own Model cannot run: nothing the LLM could fix, so no second prompt (kept module: none)."""
     broken = tiny.TASK.replace("return torch.relu(x * self.scale)", "raise RuntimeError('the task is broken')")
     tiny.write_task(tmp_path, broken)
     provider = ScriptedProvider(answers([tiny.FUSED, tiny.FUSED, tiny.FUSED]))
-    outcome = run_task(task_of(tmp_path), make_ctx(provider, fuse_rounds=3))
+    outcome = run_task(task_of(tmp_path), make_ctx(provider, fuse_rounds=3, fuse=fuse))
     assert (outcome.stage, outcome.category) == ("fuse", "reference_error"), outcome
     assert "the task is broken" in outcome.detail
-    assert len(provider.requests) == 1
+    assert len(provider.requests) == prompts
 
 
 DRIVER = """
@@ -99,7 +101,7 @@ def answer(req):
     if req.key.stage == "fuse":
         return tiny.answer(tiny.FUSED)
     return ScriptStep(text=tiny.answer(tiny.KERNEL), delay_s=600)  # generate hangs until killed
-config = PipelineConfig(workers=2, check=CheckOptions(device="cpu", shapes="scaled", seeds=1),
+config = PipelineConfig(workers=2, fuse="always", check=CheckOptions(device="cpu", shapes="scaled", seeds=1),
                         run_root=Path({root!r}))
 ctx = RunContext.build(config, ScriptedProvider(answer), rundir=RunDir.create(Path({root!r}), "killed"))
 run_task(discover_tasks([Path({tasks!r})])[0], ctx)

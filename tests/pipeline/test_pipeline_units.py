@@ -90,6 +90,17 @@ def test_spec_task_source_shares_size_constants() -> None:
     assert "size_64 = 64" in source and "get_init_inputs():\n    return [size_64, 2.0, (3, 3)]" in source
 
 
+def test_a_shape_argument_shares_the_size_constants_it_holds() -> None:
+    spec = {"id": "sg0", "class_name": "ScaleRelu", "init_args_py": "[512, (512,), [512, 1], ()]",
+            "init_names": ["features", "bias_shape", "sizes", "empty"],
+            "inputs": [{"kind": "tensor", "shape": [16, 512], "dtype": "float32"}]}
+    source = spec_task_source(spec, fused_file(tiny.FUSED, tiny.TASK))
+    assert "return [size_512, (size_512,), [size_512, 1], ()]" in source  # scaled together with the input
+    namespace: dict[str, object] = {}
+    exec(compile(source, "spec.py", "exec"), namespace)
+    assert namespace["get_init_inputs"]() == [512, (512,), [512, 1], ()]  # type: ignore[operator]
+
+
 def test_compose_source_rebinds_subgraph_classes(tmp_path: Path) -> None:
     kernel = tmp_path / "kernel.py"
     kernel.write_text(tiny.KERNEL)

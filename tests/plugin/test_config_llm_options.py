@@ -21,6 +21,8 @@ def test_strategy_tokens_timeout_and_base_url_reach_the_openai_provider(monkeypa
     config = session.pipeline_config()
     assert (config.strategy, config.max_output_tokens, config.llm_timeout_s) == ("direct", 512, 1800.0)
     assert config.fuse_rounds == 2 and config.compose_rounds == 2  # capped by --falcon-max-rounds
+    assert config.fuse == "auto"  # the default: a one-subgraph task keeps its module
+    assert FalconConfig.from_values({"falcon": True, "falcon_fuse": "always"}).pipeline_config(None).fuse == "always"
     provider = session.make_provider(config)
     try:
         assert provider.base_url == "http://127.0.0.1:9/v1"
@@ -31,6 +33,7 @@ def test_strategy_tokens_timeout_and_base_url_reach_the_openai_provider(monkeypa
 
 @pytest.mark.parametrize("values, message", [
     ({"falcon_strategy": "oneshot"}, "--falcon-strategy must be one of staged, direct"),
+    ({"falcon_fuse": "never"}, "--falcon-fuse must be one of auto, always"),
     ({"falcon_max_output_tokens": 0}, "--falcon-max-output-tokens must be at least 1"),
     ({"falcon_llm_timeout": 0.0}, "--falcon-llm-timeout must be a positive number"),
 ])

@@ -98,7 +98,7 @@ def test_a_harness_error_is_never_fed_to_the_provider(pytester: pytest.Pytester)
     pytester.makeconftest(SCRIPTED_CONFTEST)
     report = pytester.path / "r.json"
     result = pytester.runpytest_subprocess("--falcon", "kb", "--falcon-provider", "scripted", *COMMON,
-                                           "--falcon-run-dir", str(pytester.path / "runs"),
+                                           "--falcon-fuse", "always", "--falcon-run-dir", str(pytester.path / "runs"),
                                            "--falcon-report", str(report))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*harness error at fuse (not the candidate's)*kf_not_installed_anywhere*"])
