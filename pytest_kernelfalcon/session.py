@@ -141,8 +141,15 @@ class FalconSession:
         model_new = outcome.model_new or outcome.extra.get("candidate")
         if model_new is None:
             return outcome
+        from pytest_kernelfalcon.executor.deadline import Deadline, DeadlinePassed
+
         gpu = self.check_options().gpu
-        result = bench_task(task.path, model_new, BenchOptions(gpu=gpu, dtype=self.cfg.falcon_dtype))
+        deadline = Deadline(self.cfg.falcon_timeout, what=f"timing {task.id} (--falcon-timeout)")
+        try:
+            result = bench_task(task.path, model_new, BenchOptions(gpu=gpu, dtype=self.cfg.falcon_dtype),
+                                cancel=deadline)
+        except DeadlinePassed as exc:  # not timed; the verdict stands
+            return dataclasses.replace(outcome, extra={**outcome.extra, "bench": {"error": str(exc)}})
         return dataclasses.replace(outcome, speedup_eager=result.speedup_eager,
                                    speedup_compile=result.speedup_compile,
                                    extra={**outcome.extra, "bench": result.to_json()})

@@ -74,3 +74,30 @@ def test_many_checks_at_once_get_the_verdicts_they_get_alone(tmp_path: Path) -> 
     plugin = _plugin(tmp_path, env, 2)
     assert [_category(p) for p in together] == alone
     assert _plugin_categories(plugin, tmp_path / "report-2.json") == alone_plugin
+
+
+def test_a_plugin_item_waiting_on_the_card_ends_at_its_deadline(tmp_path: Path) -> None:
+    """``--falcon-timeout`` bounds an item's waits too: a card held by another process ends it as harness_error."""
+    import time
+
+    from pytest_kernelfalcon.executor.leases import Card, lease
+
+    name = f"held-{uuid.uuid4().hex[:8]}"
+    env = {**_env(name), SIMULATED_ENV: f"{name}:{4 << 30}"}
+    tasks, cands = tmp_path / "tasks" / "level9", tmp_path / "cands"
+    tasks.mkdir(parents=True)
+    cands.mkdir()
+    shutil.copy(CORPUS / "tasks" / "scaled_add.py", tasks / "scaled_add.py")
+    shutil.copy(CORPUS / "own_scaled_add" / "correct.py", cands / "scaled_add.py")
+    args = ["--falcon", str(tmp_path / "tasks"), "--falcon-candidates", str(cands), "--falcon-device", "cpu",
+            "--falcon-timeout", "8", "--falcon-report", str(tmp_path / "r.json"), "--falcon-run-dir",
+            str(tmp_path / "runs"), "-p", "no:cacheprovider", "-q"]
+    with lease(Card(f"simulated-{name}", 4 << 30), None):
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=LIMIT_S)
+        took = time.monotonic() - start
+    task = json.loads((tmp_path / "r.json").read_text())["tasks"][0]
+    assert task["category"] == "harness_error", done.stdout[-2000:]
+    assert "passed while waiting for GPU memory" in task["detail"]
+    assert took < 8 + 40  # the deadline, then the session's start and end

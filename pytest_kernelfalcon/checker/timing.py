@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -90,18 +91,33 @@ def default_lock_dir() -> Path:
 
 
 @contextlib.contextmanager
-def gpu_lock(gpu: str, lock_dir: Path | None = None, shared: bool = False) -> Iterator[float]:
-    """Hold the file lock of ``gpu`` (exclusive for timing, shared for other work); yield the wait (s)."""
+def gpu_lock(gpu: str, lock_dir: Path | None = None, shared: bool = False,
+             cancel: threading.Event | None = None) -> Iterator[float]:
+    """Hold the file lock of ``gpu`` (exclusive for timing, shared for other work); yield the wait (s).
+
+    The wait polls ``cancel`` (a ``Deadline`` bounds it: ``DeadlinePassed`` names the timing lock)."""
+    from pytest_kernelfalcon.executor.deadline import wait_until
+
     directory = lock_dir or default_lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in gpu)
     start = time.monotonic()
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(directory / f"gpu-{safe}.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        wait_until(lambda: _try_lock(handle.fileno(), mode), cancel, f"the timing lock of GPU {gpu} (another "
+                                                                      f"timing holds it)", 0.1)
         try:
             yield time.monotonic() - start
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _try_lock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def cuda_available() -> bool:
@@ -125,7 +141,7 @@ def _bandwidth_cache(lock_dir: Path, gpu: str) -> Path:
 
 
 def bench_task(task_path: str | Path, model_new_path: str | Path, options: BenchOptions | None = None,
-               executor: Any = None) -> BenchResult:
+               executor: Any = None, cancel: threading.Event | None = None) -> BenchResult:
     """Time ``ModelNew`` against the task's ``Model`` in a child process; raise ``TimingRefused`` without CUDA."""
     options = options or BenchOptions()
     if not cuda_available():
@@ -138,10 +154,10 @@ def bench_task(task_path: str | Path, model_new_path: str | Path, options: Bench
     lock_dir = options.lock_dir or default_lock_dir()
     cache = _bandwidth_cache(lock_dir, gpu)
     bandwidth = read_bandwidth(cache)
-    with tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp, gpu_lock(gpu, lock_dir):
+    with tempfile.TemporaryDirectory(prefix="kf-bench-") as tmp, gpu_lock(gpu, lock_dir, cancel=cancel):
         locked_from = time.time()
         write_job(Path(tmp), Path(task_path), Path(model_new_path), options, bandwidth)
-        ended = executor.run(Job(Path(tmp), options.timeout_s, "cuda", options.gpu))
+        ended = executor.run(Job(Path(tmp), options.timeout_s, "cuda", options.gpu), cancel)
         span = (locked_from, time.time())
     result = interpret(ended, gpu, options, span)
     if bandwidth is None and result.bandwidth_gbps:

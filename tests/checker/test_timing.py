@@ -116,6 +116,22 @@ def test_gpu_lock_across_processes(tmp_path: Path, holder: str, mine: bool, bloc
         pass
 
 
+def test_a_timing_lock_wait_ends_at_the_deadline(tmp_path: Path) -> None:
+    from pytest_kernelfalcon.executor.deadline import Deadline, DeadlinePassed
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLD.replace("1.0", "20.0"), str(tmp_path), "exclusive"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        with pytest.raises(DeadlinePassed) as caught, gpu_lock("3", tmp_path, cancel=Deadline(0.5)):
+            pass
+        assert time.monotonic() - start < 5 and "timing lock of GPU 3" in caught.value.stage
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_write_job_copies_sources_and_bandwidth_cache_is_robust(tmp_path: Path) -> None:
     (tmp_path / "t.py").write_text("# task\n")
     (tmp_path / "n.py").write_text("# new\n")
