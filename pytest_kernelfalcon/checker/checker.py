@@ -117,8 +117,18 @@ class Checker:
             return self.options.seed
         return self._fuzz_seed if self.options.shapes == "fuzz" else DEFAULT_SEED
 
-    def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None) -> Verdict:
-        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates)."""
+    def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None,
+               comparable: bool = True) -> Verdict:
+        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates);
+        ``comparable``: with what KernelBench's own eval says of it (``checker/comparable.py``)."""
+        verdict = self._verify(task, candidate, cancel, comparable)
+        if not comparable:
+            return verdict
+        from pytest_kernelfalcon.checker.comparable import completed
+
+        return completed(self, verdict, Path(task), Path(candidate), cancel)
+
+    def _verify(self, task: Path, candidate: Path, cancel: threading.Event | None, comparable: bool) -> Verdict:
         device, dtype = self.device, self.options.dtype
         source = _read(Path(candidate))
         if source is None:
@@ -134,7 +144,7 @@ class Checker:
         reference = self._unrunnable(task_source) or self.reference(task_source, cancel)
         if isinstance(reference, Verdict):
             return reference
-        return self._run_candidate(source, reference, cancel, task_source)
+        return self._run_candidate(source, reference, cancel, task_source, comparable)
 
     def _unrunnable(self, task_source: str) -> Verdict | None:
         """A harness_error verdict when the task imports a package this machine lacks (never the candidate's)."""
@@ -303,16 +313,37 @@ class Checker:
                            poison=self.options.audit, timeout_s=self.options.timeout_s)
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
-                       task_source: str = "") -> Verdict:
-        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source)
+                       task_source: str = "", comparable: bool = True) -> Verdict:
+        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source, comparable)
         if reference.extras is None or not verdict.passed:
             return verdict
         from pytest_kernelfalcon.checker.profile import joined_verdict
 
-        return joined_verdict(reference, verdict, self._run_candidate_job(source, reference.extras, cancel))
+        joined = joined_verdict(reference, verdict, self._run_candidate_job(source, reference.extras, cancel,
+                                                                            comparable=False))
+        return replace(joined, kernelbench=verdict.kernelbench)  # judged on the resident base: the task's own plan
+
+    def kernelbench_job(self, source: str, task_source: str, reference: Reference,
+                        cancel: threading.Event | None = None) -> JobResult:
+        """Run KernelBench's own eval of the candidate in a child, at the reference's task plan (``kernelbench``
+        job, ``child/kernelbench.py``)."""
+        from pytest_kernelfalcon.core.kernelbench import KB_SEED, KB_TRIALS
+        from pytest_kernelfalcon.core.protocol import KernelBenchJob
+        from pytest_kernelfalcon.core.tasks import rewrite_constants
+
+        jobdir = Path(tempfile.mkdtemp(prefix="kf-kb-"))
+        try:
+            plan = reference.plan_of(reference.cases[0])
+            (jobdir / "task.py").write_text(rewrite_constants(task_source, plan.overrides))
+            (jobdir / "candidate.py").write_text(_following_plan(source, reference))
+            _save_job(jobdir, KernelBenchJob(task="task.py", entry=self.options.entry, device=self.device,
+                                             dtype=self.options.dtype, seed=KB_SEED, trials=KB_TRIALS))
+            return self._run(jobdir, cancel)
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
 
     def _run_candidate_job(self, source: str, reference: Reference, cancel: threading.Event | None,
-                           task_source: str = "") -> Verdict:
+                           task_source: str = "", comparable: bool = True) -> Verdict:
         start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
@@ -326,7 +357,7 @@ class Checker:
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
         handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
-        verdict = judge_candidate(reference, result, self.options, self.device)
+        verdict = judge_candidate(reference, result, self.options, self.device, comparable)
         verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
         return verdict
 
