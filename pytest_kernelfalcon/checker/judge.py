@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_kernelfalcon.checker.blame import harness_cause, hub_cause
+from pytest_kernelfalcon.checker.comparable_trials import from_job
 from pytest_kernelfalcon.core.compare import (
     tolerance_for,
     trial_context,
@@ -258,6 +259,15 @@ def _verdict_extra(reference: Reference, result: JobResult, options: CheckOption
             "precision": options.precision}
 
 
+def _facts_or_none(reference: Reference, result: JobResult, options: CheckOptions,
+                   tol: Tolerance) -> list[dict[str, Any]] | None:
+    """The facts of a job our judgement did not need them of (a failed audit, an error): for KernelBench's verdict."""
+    try:
+        return candidate_facts(reference, result.report or {}, tol, options.precision) if result.report else None
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        return None
+
+
 def _judged(reference: Reference, result: JobResult, options: CheckOptions,
             tol: Tolerance) -> tuple[Judgement, list[dict[str, Any]] | None]:
     """Our judgement of a job that ran to the end, and its facts (not computed past a failed audit: they serve
@@ -288,9 +298,8 @@ def judge_candidate(reference: Reference, result: JobResult, options: CheckOptio
             category, detail = Category.CRASH, f"malformed result.pt: {type(exc).__name__}: {exc}"
             failure = Verdict.failed(category, detail)
     if comparable:
-        from pytest_kernelfalcon.checker.comparable import from_job
-
-        extra["kernelbench"] = from_job(reference, result, facts, failure, options, extra["tolerance"])
+        extra["kernelbench"] = from_job(reference, result, facts if facts is not None else _facts_or_none(
+            reference, result, options, extra["tolerance"]), failure)
     if options.audit and options.allow_torch:
         extra["allowed_torch"] = tuple(split_allowed((result.report or {}).get("audit") or {}, options.allow_torch)[1])
         if category is None and extra["allowed_torch"]:
