@@ -55,7 +55,7 @@ def completed(checker: Checker, verdict: Verdict, task: Path, candidate: Path,
 
     kb = verdict.kernelbench
     if kb is None and verdict.category in STATIC_REJECT:
-        kb = pending("nothing ran", "the static audit rejected it before it ran", "official")
+        kb = pending("nothing ran", "the static audit rejected it before it ran", {})
     elif kb is None:
         kb = unjudged(f"not judged: {verdict.category.value if verdict.category else 'no candidate job'}")
     if needs_job(kb):

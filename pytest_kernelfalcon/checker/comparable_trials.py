@@ -28,18 +28,18 @@ UNJUDGED = frozenset({Category.CANCELLED, Category.HARNESS_ERROR, Category.REFER
                       Category.MISSING_CANDIDATE})
 
 
-def plan_sizes(reference: Reference) -> str:
-    """The task plan's sizes: ``official`` or its constants."""
+def plan_sizes(reference: Reference) -> dict[str, int]:
+    """The task plan's size constants (empty: official sizes)."""
     overrides = reference.cases[0].plan.get("overrides") if reference.cases else None
-    return "official" if not overrides else ", ".join(f"{k}={v}" for k, v in sorted(dict(overrides).items()))
+    return {str(k): int(v) for k, v in dict(overrides or {}).items()}
 
 
-def unjudged(why: str, sizes: str = "official") -> KernelBenchVerdict:
+def unjudged(why: str, sizes: dict[str, int] | None = None) -> KernelBenchVerdict:
     """A KernelBench-comparable verdict that could not be told (nothing of the candidate ran to an answer)."""
-    return KernelBenchVerdict(None, "not judged", "none", 0, sizes, KB_POLICY, "not judged", why)
+    return KernelBenchVerdict(None, "not judged", "none", 0, sizes or {}, KB_POLICY, "not judged", why)
 
 
-def pending(why: str, reason: str, sizes: str) -> KernelBenchVerdict:
+def pending(why: str, reason: str, sizes: dict[str, int]) -> KernelBenchVerdict:
     """A verdict only the ``kernelbench`` job can tell (``why``/``reason``: what our trials cannot tell)."""
     return KernelBenchVerdict(None, "", JOB, 0, sizes, KB_POLICY, why, reason)
 
@@ -117,7 +117,7 @@ def _replayed_previous(trials: Sequence[dict[str, Any]], k: int) -> bool:
                 and trials[k]["ref_digest"] != before["ref_digest"])
 
 
-def judged(trials: Sequence[dict[str, Any]], sizes: str) -> KernelBenchVerdict:
+def judged(trials: Sequence[dict[str, Any]], sizes: dict[str, int]) -> KernelBenchVerdict:
     """KernelBench's verdict over the task plan's trials (an address-reuse trial that replayed is left out)."""
     left = [t["seed"] for k, t in enumerate(trials) if _replayed_previous(trials, k)]
     used = [t for t in trials if t["seed"] not in left]

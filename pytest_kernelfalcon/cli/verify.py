@@ -107,7 +107,7 @@ def kernelbench_lines(verdict: Verdict) -> list[str]:
     kb = verdict.kernelbench
     if kb is None:
         return []
-    lines = [f"  KernelBench's eval would say: {kb.label().upper()} ({kb.detail}; {kb.source}, sizes {kb.sizes})"]
+    lines = [f"  KernelBench's eval would say: {kb.label().upper()} ({kb.detail}; {kb.source}, sizes {kb.sizes_text()})"]
     if kb.reason:
         lines.append(f"  why ours differs: {kb.reason}" if kb.passed is not None else f"  {kb.reason}")
     return lines

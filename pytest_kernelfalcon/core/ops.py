@@ -41,12 +41,11 @@ def parse_allowed(text: str | Iterable[str] | None) -> tuple[str, ...]:
     """
     if text is None:
         return ()
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = [op_base_name(item) for item in items if item.strip()]
-    unknown = [name for name in names if not _is_aten_op(name)]
+    items = [item.strip() for item in (text.split(",") if isinstance(text, str) else list(text))]
+    unknown = [item for item in items if item and not _is_aten_op(op_base_name(item))]
     if unknown:
         raise ValueError(f"unknown aten op {unknown[0]!r} (a name of torch.ops.aten, e.g. convolution, addmm)")
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(op_base_name(item) for item in items if item))
 
 
 def _is_aten_op(name: str) -> bool:

@@ -67,7 +67,7 @@ class KernelBenchVerdict:
     detail: str
     source: str = "trials"
     trials: int = 0
-    sizes: str = "official"
+    sizes: dict[str, int] = field(default_factory=dict)  # the task plan's size constants ({}: official)
     policy: str = ""
     why: str = ""
     reason: str = ""
@@ -83,6 +83,10 @@ class KernelBenchVerdict:
             return None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def sizes_text(self) -> str:
+        """``official`` or the task plan's constants (``N=128``)."""
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.sizes.items())) or "official"
 
     def label(self) -> str:
         """``pass``, ``fail`` or ``?`` (not judged)."""

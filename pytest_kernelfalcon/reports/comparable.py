@@ -66,8 +66,9 @@ def differing_table(report: Mapping[str, Any], tablefmt: str) -> str | None:
     rows = differing_rows(report)
     if not rows:
         return None
+    wrap = None if tablefmt == "github" else [None, None, None, 100]  # a Markdown cell stays on one line
     return tabulate(rows, headers=["task", "KernelBench's eval", "ours", "why ours differs"], tablefmt=tablefmt,
-                    maxcolwidths=[None, None, None, 100])
+                    maxcolwidths=wrap)
 
 
 def kernelbench_cell(task: Mapping[str, Any]) -> str:
