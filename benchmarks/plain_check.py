@@ -268,12 +268,14 @@ def run_check(args: argparse.Namespace) -> PlainResult:
             with clock.phase("inputs"):
                 (set_seed if args.kernelbench else torch.manual_seed)(seed)
                 inputs = _to_device(task.get_inputs(), args.device)
+            # named as KernelBench's eval names them: a candidate reading its caller's frames finds what it
+            # would find there
             with clock.phase("reference"):
-                ref_out = ref(*inputs)
+                output = ref(*inputs)
             with clock.phase("candidate"):
-                new_out = new(*inputs)
+                output_new = new(*inputs)
             with clock.phase("compare"):
-                why = compare(ref_out, new_out, args.atol, args.rtol, cast=not args.kernelbench)
+                why = compare(output, output_new, args.atol, args.rtol, cast=not args.kernelbench)
             if why is not None:
                 result.detail = f"trial {trial} (seed {seed}): {why}"
                 return result

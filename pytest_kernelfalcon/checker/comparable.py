@@ -121,22 +121,25 @@ def _head(text: str, limit: int = 300) -> str:
 def _ours_failed(verdict: Verdict) -> tuple[str, str]:
     """Why we reject what KernelBench's eval passes: the audit, a drawn plan, precision, our tolerance."""
     category, detail = verdict.category, verdict.detail
-    name = category.value if category else "?"
+    name, head = category.value if category else "?", _head(verdict.detail)
     if category in AUDIT:
-        kind = "address reuse" if "address reuse" in detail and category == Category.RESULT_REUSE else "audit"
-        return kind, f"{kind}: {name}: {_head(detail)}"
+        kind = "address reuse" if "(address reuse)" in head and category == Category.RESULT_REUSE else "audit"
+        return kind, f"{kind}: {name}: {head}"
+    if category == Category.TIMEOUT:
+        return "time limit", (f"time limit: {head} over all our plans and trials (KernelBench's eval runs its 5 "
+                              "trials at the task's sizes, with no limit of its own)")
     if "; precision: " in detail:
         note = detail.split("; precision: ", 1)[1].split(" [profile ", 1)[0]
         return "precision", f"precision: {note} (first at {_where(detail)})"
-    drawn = _drawn(detail)
+    drawn = _drawn(head)
     if drawn:
-        return "drawn plan", f"drawn plan: {name} at {drawn}: {_head(detail)}"
-    if "strengthened inputs" in detail:
-        return "strengthened trials", f"strengthened trials (low-signal task): {name}: {_head(detail)}"
+        return "drawn plan", f"drawn plan: {name} at {drawn}: {head}"
+    if "strengthened inputs" in head:
+        return "strengthened trials", f"strengthened trials (low-signal task): {name}: {head}"
     if category == Category.NUMERIC_MISMATCH:
         tol = verdict.tolerance.policy if verdict.tolerance else "ours"
-        return "tolerance", f"tolerance: {_head(detail)}: within KernelBench's atol=rtol=1e-2, not {tol}"
-    return "trials", f"our trials: {name}: {_head(detail)}"
+        return "tolerance", f"tolerance: {head}: within KernelBench's atol=rtol=1e-2, not {tol}"
+    return "trials", f"our trials: {name}: {head}"
 
 
 def _where(detail: str) -> str:
@@ -144,14 +147,14 @@ def _where(detail: str) -> str:
     return detail.split(": output ", 1)[0]
 
 
-def _drawn(detail: str) -> str | None:
+def _drawn(head: str) -> str | None:
     """The drawn plan or value draw a failure's context names (``grow plan {'cols': 161}``), else None."""
     import re
 
-    plan = re.search(r"sizes (\{[^}]*\}) \((sizes|grow|values) plan\)", detail)
+    plan = re.search(r"sizes (\{[^}]*\}) \((sizes|grow|values) plan\)", head)
     if plan:
         return f"the {plan.group(2)} plan {plan.group(1)}"
-    values = re.search(r"values (large|negative|near_zero|mixed)", detail)
+    values = re.search(r"values (large|negative|near_zero|mixed)", head)
     return f"the value draw {values.group(1)}" if values else None
 
 

@@ -80,16 +80,16 @@ def run_kernelbench(jobdir: Path, job: KernelBenchJob) -> dict[str, Any]:
     with torch.no_grad():
         for k, seed in enumerate(seeds):
             set_kb_seed(seed)
-            try:
+            try:  # locals named as the eval names them: a candidate reading its caller's frames finds the same
                 inputs = _moved(list(task.get_inputs()), job)
-                ref = flatten_outputs(model(*inputs))
+                output = model(*inputs)
                 _sync(job.device)
             except Exception as exc:
                 raise JobError("reference_error", f"the reference fails at seed {seed}: {short_error(exc)}") from exc
             try:
-                got = flatten_outputs(new(*inputs))
+                output_new = new(*inputs)
                 _sync(job.device)
-                why = kb_mismatch(ref, got)
+                why = kb_mismatch(flatten_outputs(output), flatten_outputs(output_new))
             except Exception as exc:  # the eval: a runtime error in the correctness check
                 why = f"runtime error: {short_error(exc)}"
             if why is not None:

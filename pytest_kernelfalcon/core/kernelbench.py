@@ -55,10 +55,14 @@ def _allclose(ref: Any, got: Any) -> bool:
 
 
 def _max_diff(ref: Any, got: Any) -> float:
+    """max |ref - got| (NaN counts as inf), chunk by chunk in float64."""
     import torch
 
-    diff = (ref.detach().to(torch.float64) - got.detach().to(torch.float64)).abs()
-    return float(diff.nan_to_num(nan=float("inf")).max()) if diff.numel() else 0.0
+    a, b, worst = ref.detach().reshape(-1), got.detach().reshape(-1), 0.0
+    for start in range(0, a.numel(), CHUNK):
+        diff = (a[start:start + CHUNK].to(torch.float64) - b[start:start + CHUNK].to(torch.float64)).abs()
+        worst = max(worst, float(diff.nan_to_num(nan=float("inf")).max()))
+    return worst
 
 
 def kb_output_mismatch(i: int, ref: Any, got: Any, values: bool = True) -> str | None:
