@@ -304,16 +304,23 @@ def judge_candidate(reference: Reference, result: JobResult, options: CheckOptio
         extra["allowed_torch"] = tuple(split_allowed((result.report or {}).get("audit") or {}, options.allow_torch)[1])
         if category is None and extra["allowed_torch"]:
             detail += f" [hybrid: torch allowed for {'; '.join(extra['allowed_torch'])}]"
-    if "rng" in extra["audit"]:
-        detail += f" [the reference draws random numbers; {RNG_NOTE}]"
+    detail += _notes(reference, options, extra)
+    extra["timings"]["compare_s"] = time.monotonic() - start
+    return Verdict(passed=category is None, category=category, detail=detail, **extra)
+
+
+def _notes(reference: Reference, options: CheckOptions, extra: dict[str, Any]) -> str:
+    """The detail's closing notes: random numbers, the fuzz seed, the default profile's coverage and replay seed
+    (recorded in ``extra["audit"]["profile"]`` too)."""
+    notes = f" [the reference draws random numbers; {RNG_NOTE}]" if "rng" in extra["audit"] else ""
+    seed = reference.base_seed
     if options.shapes == "fuzz":
-        detail += f" [fuzz seed {reference.base_seed}; replay with --seed {reference.base_seed}]"
+        notes += f" [fuzz seed {seed}; replay with --seed {seed}]"
     elif options.shapes == "default":
         from pytest_kernelfalcon.checker.profile import coverage, dropped_draws
 
         covered = coverage(reference)
-        detail += f" [{covered}; seed {reference.base_seed}, replay with --seed {reference.base_seed}]"
-        extra["audit"]["profile"] = {"name": "default", "seed": reference.base_seed, "coverage": covered,
+        notes += f" [{covered}; seed {seed}, replay with --seed {seed}]"
+        extra["audit"]["profile"] = {"name": "default", "seed": seed, "coverage": covered,
                                      "dropped_draws": dropped_draws(reference)}
-    extra["timings"]["compare_s"] = time.monotonic() - start
-    return Verdict(passed=category is None, category=category, detail=detail, **extra)
+    return notes
