@@ -150,7 +150,7 @@ def checker_for() -> Iterator[Callable[[str, float], Any]]:
 
     made: dict[tuple[str, float], Checker] = {}
     shapes = corpus_shapes()
-    executor = None
+    executor: Any = isolated_cold_executor()  # as ``kernelfalcon verify`` runs jobs: as their own uid when root
     if os.environ.get("FALCON_CORPUS_EXECUTOR") == "warm":  # one warm worker for the whole module
         from pytest_kernelfalcon.checker.checker import resolve_device
         from pytest_kernelfalcon.executor.warm import WarmExecutor
@@ -166,8 +166,15 @@ def checker_for() -> Iterator[Callable[[str, float], Any]]:
     yield get
     for checker in made.values():
         checker.close()
-    if executor is not None:
-        executor.close()
+    executor.close()
+
+
+def isolated_cold_executor() -> Any:
+    """A fresh process per job, as its own uid where this process is root (``kernelfalcon verify``'s executor)."""
+    from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
+
+    return ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
 
 
 def task_path(entry: Entry, request: pytest.FixtureRequest) -> Path:
@@ -209,14 +216,21 @@ def test_candidate_gets_expected_verdict(entry: Entry, checker_for: Any, request
     if entry.profile_class and corpus_shapes() == "default":
         assert_actionable(verdict, entry.profile_class, where)
     if corpus_shapes() == "default":
-        assert_kernelbench(entry, verdict, checker.device, where)
+        assert_kernelbench(entry, verdict, checker, where)
 
 
-def assert_kernelbench(entry: Entry, verdict: Any, device: str, where: str) -> None:
-    """The KernelBench-comparable verdict is the entry's, with a reason wherever it differs from ours."""
+def assert_kernelbench(entry: Entry, verdict: Any, checker: Any, where: str) -> None:
+    """The KernelBench-comparable verdict is the entry's, with a reason wherever it differs from ours (a static-audit
+    rejection is run for it only where candidates run as their own uid: elsewhere it says it was not run)."""
+    from pytest_kernelfalcon.checker.options import STATIC_REJECT
+    from pytest_kernelfalcon.checker.refcache import candidates_own_uid
+
     kb = verdict.kernelbench
     assert kb is not None, where
-    assert kb.label() == entry.kernelbench_on(device), f"KernelBench-comparable {kb}: {where}"
+    if verdict.category in STATIC_REJECT and not candidates_own_uid(checker.executor):
+        assert kb.passed is None and kb.reason.startswith("not run: the static audit"), f"{kb}: {where}"
+        return
+    assert kb.label() == entry.kernelbench_on(checker.device), f"KernelBench-comparable {kb}: {where}"
     if kb.passed is not verdict.passed:
         assert kb.why and kb.reason, f"no reason for a difference: {kb}: {where}"
     else:

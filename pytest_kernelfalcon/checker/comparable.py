@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 class Checker(Protocol):
     """What completing a verdict needs of ``checker.Checker`` (kept apart: the checker imports this module)."""
 
+    executor: Any
+
     def reference(self, task_source: str, cancel: threading.Event | None = None) -> Reference | Verdict: ...
 
     def kernelbench_job(self, source: str, task_source: str, reference: Reference,
@@ -55,12 +57,23 @@ def completed(checker: Checker, verdict: Verdict, task: Path, candidate: Path,
 
     kb = verdict.kernelbench
     if kb is None and verdict.category in STATIC_REJECT:
-        kb = pending("nothing ran", "the static audit rejected it before it ran", {})
+        kb = _static(checker)
     elif kb is None:
         kb = unjudged(f"not judged: {verdict.category.value if verdict.category else 'no candidate job'}")
     if needs_job(kb):
         kb = _by_job(checker, kb, task, candidate, cancel)
     return explain(dataclasses.replace(verdict, kernelbench=kb))
+
+
+def _static(checker: Checker) -> KernelBenchVerdict:
+    """A static-audit rejection: the ``kernelbench`` job runs what the audit refused only where candidates run as
+    their own uid (they cannot signal the harness's processes); elsewhere the verdict says it was not run."""
+    from pytest_kernelfalcon.checker.refcache import candidates_own_uid
+
+    if candidates_own_uid(checker.executor):
+        return pending("nothing ran", "the static audit rejected it before it ran", {})
+    return unjudged("not run: the static audit rejected it, and code it refused runs again only where candidates "
+                    "run as their own uid (as root); KernelBench's eval would run it")
 
 
 def _by_job(checker: Checker, kb: KernelBenchVerdict, task: Path, candidate: Path,

@@ -94,10 +94,14 @@ def from_job(reference: Reference, result: JobResult, facts: Sequence[dict[str, 
     sizes = plan_sizes(reference)
     if failure is not None and failure.category in UNJUDGED:
         return unjudged(f"not judged: {failure.category.value}", sizes)
+    report = result.report or {}
+    if failure is not None and failure.category == Category.CRASH and not report.get("error"):
+        # the candidate's process died: KernelBench's eval runs in that process and dies with it (never re-run:
+        # a process that kills its parent is contained by the comparer on the resident path only)
+        return KernelBenchVerdict(False, f"its process died: {failure.detail}"[:600], "trials", 0, sizes, KB_POLICY)
     cause = _job_cause(reference, result, failure)
     if cause is not None:
         return pending(*cause, sizes)
-    report = result.report or {}
     if facts is None:
         return pending("no result", "our candidate job's results do not pair up with the reference's", sizes)
     trials = task_trials(facts)

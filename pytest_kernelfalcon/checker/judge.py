@@ -237,7 +237,11 @@ def _where_stopped(reference: Reference, error: dict[str, Any]) -> str:
     if not isinstance(case, int) or not isinstance(trial, int) or not 0 <= case < len(reference.cases):
         return ""
     trials = reference.trials_of(reference.cases[case])
-    return f" (at {_context(trials[trial], reference.cases[case].plan)})" if trial < len(trials) else ""
+    if trial >= len(trials):
+        return ""
+    found = trials[trial]  # a resident reference keeps summaries: the input shapes stand for the inputs
+    found = found if "inputs" in found else {**found, "inputs": found.get("input_shapes", [])}
+    return f" (at {_context(found, reference.cases[case].plan)})"
 
 
 def _verdict_extra(reference: Reference, result: JobResult, options: CheckOptions, device: str) -> dict[str, Any]:

@@ -17,7 +17,9 @@ import pytest
 
 from pytest_kernelfalcon.checker.checker import Checker, CheckOptions
 from pytest_kernelfalcon.cli.verify import main
+from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
 from pytest_kernelfalcon.core.verdict import Category, Verdict
+from pytest_kernelfalcon.executor.cold import ColdExecutor
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 CONV = CORPUS / "tasks" / "conv_relu.py"
@@ -26,10 +28,16 @@ HYBRID = CORPUS / "own_conv_relu" / "hybrid_conv.py"
 
 @pytest.fixture(scope="module")
 def checker() -> Iterator[Checker]:
-    """The default profile on the CPU (what every acceptance runs), one reference per task."""
-    made = Checker(CheckOptions(device="cpu", timeout_s=120.0))
+    """The default profile on the CPU (what every acceptance runs), one reference per task; jobs run as their own
+    uid where this is root (as ``kernelfalcon verify`` runs them)."""
+    executor = ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
+    made = Checker(CheckOptions(device="cpu", timeout_s=120.0), executor)
     yield made
     made.close()
+    executor.close()
+
+
+needs_root = pytest.mark.skipif(not is_root(), reason="code the static audit refused runs only as a candidate uid")
 
 
 def judged(checker: Checker, task: Path, candidate: Path) -> Verdict:
@@ -112,6 +120,7 @@ def test_agreeing_verdicts_carry_no_reason(checker: Checker) -> None:
         assert kb is not None and kb.passed is verdict.passed and kb.why == kb.reason == "", (candidate, kb)
 
 
+@needs_root
 def test_a_static_rejection_is_judged_by_the_kernelbench_job(checker: Checker, kernelbench_dir: Path) -> None:
     verdict = judged(checker, kernelbench_dir / "level1" / "19_ReLU.py", CORPUS / "kb_relu" / "fallback.py")
     kb = verdict.kernelbench
@@ -127,6 +136,20 @@ def verdict_sizes(checker: Checker, task: Path) -> dict[str, int]:
     return dict(reference.cases[0].plan["overrides"])
 
 
+def test_without_a_candidate_uid_a_static_rejection_is_not_run_again(kernelbench_dir: Path) -> None:
+    plain = Checker(CheckOptions(device="cpu", timeout_s=120.0), ColdExecutor())  # jobs as this process's uid
+    try:
+        verdict = plain.verify(kernelbench_dir / "level1" / "19_ReLU.py", CORPUS / "kb_relu" / "fallback.py")
+    finally:
+        plain.close()
+        plain.executor.close()
+    kb = verdict.kernelbench
+    assert verdict.category == Category.FALLBACK and kb is not None and kb.passed is None, kb
+    assert kb.reason.startswith("not run: the static audit rejected it") and "KernelBench's eval would run it" in \
+        kb.reason, kb
+
+
+@needs_root
 def test_a_patched_allclose_fools_the_in_process_eval_but_not_ours(checker: Checker, kernelbench_dir: Path) -> None:
     verdict = judged(checker, kernelbench_dir / "level1" / "19_ReLU.py", CORPUS / "kb_relu" / "tamper_allclose.py")
     kb = verdict.kernelbench
@@ -139,8 +162,9 @@ def test_a_process_that_exits_early_fails_kernelbench_too(checker: Checker, kern
                      CORPUS / "kb_sum" / "exit_hidden.py")
     kb = verdict.kernelbench
     assert verdict.category == Category.CRASH and kb is not None
-    assert kb.source == "kernelbench job" and kb.passed is False and "early exit" in kb.detail, kb
-    assert kb.why == kb.reason == ""
+    # never run again: KernelBench's eval runs in the candidate's process and dies with it
+    assert kb.source == "trials" and kb.passed is False and "its process died" in kb.detail, kb
+    assert "early exit" in kb.detail and kb.why == kb.reason == ""
 
 
 def test_cli_shows_both_verdicts_and_the_reason(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Own corpus task: 3x3 convolution then ReLU, on inputs of a large scale (outputs of about 200).
+"""Own corpus task: 3x3 convolution then ReLU, on inputs of a large scale (outputs of about 170).
 
 At this scale the reference's cuDNN convolution differs with TF32 on (torch's default, what
 KernelBench's eval runs) by more than KernelBench's atol=rtol=1e-2 on outputs near zero, while an
@@ -20,12 +20,12 @@ class Model(nn.Module):
         return torch.relu(self.conv(x))
 
 
-batch_size = 4
-in_channels = 32
-out_channels = 16
+batch_size = 2
+in_channels = 16
+out_channels = 8
 kernel_size = 3
-height = 16
-width = 16
+height = 12
+width = 12
 
 
 def get_inputs():
