@@ -3,12 +3,14 @@
 What KernelBench's own eval (``core/kernelbench.py``) would say of the same candidate. The judge
 computes it from our task plan's trials where they can tell (``checker/comparable_trials.py``).
 Where they cannot, the ``kernelbench`` job replays KernelBench's procedure in a child
-(``child/kernelbench.py``): nothing ran (a static-audit rejection), the job ended without results
-(a timeout, a crash), the candidate changed its own process (an in-process eval such as
+(``child/kernelbench.py``): nothing ran (a static-audit rejection: run only where candidates run as
+their own uid, since the audit refused that code), the job timed out, the candidate changed its own
+process (an in-process eval such as
 KernelBench's can be fooled), its own seeded weights differ from the reference's (KernelBench
 copies no state), the reference draws random numbers, side-stream work (KernelBench synchronizes
 the device before it compares), torch's TF32 defaults change a resident reference or one that the
-candidate's own torch ops follow.
+candidate's own torch ops follow. A candidate whose process died (a crash) is never run again: KernelBench's
+eval, in that process, dies with it.
 
 ``explain`` then names why ours differs: the audit (its finding, the op and source line), a drawn
 plan (which one), precision (the measured error against the reference's own), our tighter
