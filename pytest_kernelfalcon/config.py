@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_kernelfalcon.core.precision import PRECISIONS
 from pytest_kernelfalcon.core.protocol import DATA_PATHS
 from pytest_kernelfalcon.pipeline.config import DEFAULT_MODEL
 from pytest_kernelfalcon.pipeline.rundir import DEFAULT_ROOT
@@ -66,6 +67,11 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("--falcon-reference-cache", "falcon_reference_cache", "str",
      "keep reference runs in DIR for later sessions and processes (off to disable; auto: "
      "~/.cache/kernelfalcon/references where candidates run as another uid, i.e. as root)"),
+    ("--falcon-allow-torch", "falcon_allow_torch", "str",
+     "hybrid policy: accept these aten ops (OP[,OP...], e.g. convolution) inside forward, every other rule "
+     "unchanged; verdicts list what was allowed, reports mark such passes"),
+    ("--falcon-precision", "falcon_precision", "str",
+     "fp32 (TF32-class error rejected, the verdict says so) or tf32 (accepted: TF32 kernels)"),
     ("--falcon-check-timeout", "falcon_check_timeout", "float",
      "seconds allowed for one child process of the checker"),
     ("--falcon-report", "falcon_report", "path", "write a JSON report (and Markdown) here"),
@@ -108,6 +114,8 @@ class FalconConfig:
     falcon_executor: str = "auto"
     falcon_data_path: str = "auto"
     falcon_reference_cache: str = "auto"
+    falcon_allow_torch: tuple[str, ...] = ()
+    falcon_precision: str = "fp32"
     falcon_check_timeout: float = 300.0
     falcon_report: Path | None = None
     falcon_baseline: Path | None = None
@@ -127,6 +135,7 @@ class FalconConfig:
         """Build and validate from plain values (``falcon_shard`` may be the "I/N" string)."""
         values = dict(values)
         values["falcon_shard"] = _shard(values.get("falcon_shard"))
+        values["falcon_allow_torch"] = _allowed_ops(values.get("falcon_allow_torch"))
         names = {f.name for f in fields(cls)}
         made = cls(**{k: v for k, v in values.items() if k in names})
         made.validate()
@@ -154,6 +163,7 @@ class FalconConfig:
         _choice("--falcon-dtype", self.falcon_dtype, DTYPES)
         _choice("--falcon-executor", self.falcon_executor, EXECUTORS)
         _choice("--falcon-data-path", self.falcon_data_path, DATA_PATHS)
+        _choice("--falcon-precision", self.falcon_precision, PRECISIONS)
 
     def check_device(self) -> None:
         """Raise ``pytest.UsageError`` when ``--falcon-device cuda`` is asked for on a machine without CUDA."""
@@ -302,6 +312,17 @@ def _shard(value: Any) -> tuple[int, int] | None:
     except ValueError as exc:
         _usage(f"--falcon-shard: {exc}")
     return None
+
+
+def _allowed_ops(value: Any) -> tuple[str, ...]:
+    """The hybrid policy's aten op names, normalised once (an unknown name is a usage error)."""
+    from pytest_kernelfalcon.core.ops import parse_allowed
+
+    try:
+        return parse_allowed(value)
+    except ValueError as exc:
+        _usage(f"--falcon-allow-torch: {exc}")
+    return ()
 
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:

@@ -70,6 +70,10 @@ class FalconSession:
     def header_line(self) -> str:
         """The one line printed at the top of the run: what is judged, and where answers come from."""
         where = f"device {self.cfg.device}, {self.cfg.shapes} check profile, {self.cfg.falcon_seeds} seeds"
+        if self.cfg.falcon_precision != "fp32":
+            where += f", precision {self.cfg.falcon_precision}"
+        if self.cfg.falcon_allow_torch:
+            where += f", torch allowed: {','.join(self.cfg.falcon_allow_torch)}"
         if self.mode == "check":
             return f"falcon: judging candidates from {self.cfg.falcon_candidates} ({where})"
         provider = self.cfg.resolved_provider()
@@ -96,7 +100,8 @@ class FalconSession:
         return CheckOptions(device=device, shapes=self.cfg.shapes, seeds=self.cfg.falcon_seeds,
                             seed=self.cfg.falcon_seed, dtype=self.cfg.falcon_dtype,
                             timeout_s=self.cfg.falcon_check_timeout, gpu=gpu, data_path=self.cfg.falcon_data_path,
-                            reference_cache=self.cfg.falcon_reference_cache)
+                            reference_cache=self.cfg.falcon_reference_cache, precision=self.cfg.falcon_precision,
+                            allow_torch=self.cfg.falcon_allow_torch)
 
     def checker(self) -> Checker:
         """The process's checker (reference outputs cached across items)."""
@@ -171,7 +176,7 @@ class FalconSession:
             task.id, task.level, verdict.passed, stage=None if verdict.passed else "check",
             category=verdict.category.value if verdict.category else None, detail=verdict.detail,
             wall_s=time.perf_counter() - start, seeds=verdict.seeds, shapes=verdict.shapes,
-            low_signal=verdict.low_signal, source="check", extra={"candidate": str(candidate)})
+            low_signal=verdict.low_signal, source="check", extra={"candidate": str(candidate)}).with_verdict(verdict)
 
     def pipeline_config(self) -> PipelineConfig:
         """The pipeline's frozen settings for this session."""

@@ -12,6 +12,11 @@ the reference runs once per task (``--dist loadgroup`` keeps a task on one worke
 An entry may record a known checker gap per device (``xfail``): the test is then a
 strict xfail, so it turns red the moment the checker is fixed and the note can go.
 
+Every entry also says what KernelBench's own eval gives it (``kernelbench``: ``pass`` or ``fail``, or one
+per device where the task plan's sizes or the reference's TF32 make them differ): the verdict's
+KernelBench-comparable side must say the same at the default profile, with a reason wherever it
+differs from ours (``benchmarks/kb_agreement.py`` holds these against KernelBench's eval settings).
+
 An entry with a ``profile_class`` (``sizes``, ``values``, ``address_reuse``) is a kernel only the
 default profile catches (issue 16): its rejection must name the failing draw, its seed, the first
 bad index and the replay seed, and ``official`` records what the KernelBench-equivalent check
@@ -79,6 +84,11 @@ class Entry:
     xfail: tuple[tuple[str, str], ...] = ()  # (device, known checker gap) pairs
     profile_class: str | None = None  # "sizes" | "values" | "address_reuse": caught by the default profile only
     official: str | None = None  # the verdict of the official-only check on the CPU
+    kernelbench: tuple[tuple[str, str], ...] = ()  # (device, "pass" | "fail"): KernelBench's own eval
+
+    def kernelbench_on(self, device: str) -> str | None:
+        """What KernelBench's own eval gives this candidate on ``device`` (None: not recorded there)."""
+        return dict(self.kernelbench).get(device)
 
     def known_gap(self, device: str) -> str | None:
         """Return the recorded checker gap that makes this entry fail on ``device``, if any."""
@@ -96,9 +106,17 @@ def load_entries() -> tuple[Entry, ...]:
     return tuple(
         Entry(key, raw["task"], raw["expected"], tuple(raw["devices"]), raw.get("elsewhere"),
               raw.get("timeout_s"), raw.get("low_signal"), tuple(sorted(raw.get("xfail", {}).items())),
-              raw.get("profile_class"), raw.get("official"))
+              raw.get("profile_class"), raw.get("official"), _per_device(raw.get("kernelbench")))
         for key, raw in sorted(data.items())
     )
+
+
+def _per_device(value: Any) -> tuple[tuple[str, str], ...]:
+    """``"pass"`` for every device, or ``{"cpu": "fail", "cuda": "pass"}`` as it is."""
+    if value is None:
+        return ()
+    found = value if isinstance(value, dict) else {device: value for device in ("cpu", "cuda")}
+    return tuple(sorted(found.items()))
 
 
 def corpus_shapes() -> str:
@@ -132,7 +150,7 @@ def checker_for() -> Iterator[Callable[[str, float], Any]]:
 
     made: dict[tuple[str, float], Checker] = {}
     shapes = corpus_shapes()
-    executor = None
+    executor: Any = isolated_cold_executor()  # as ``kernelfalcon verify`` runs jobs: as their own uid when root
     if os.environ.get("FALCON_CORPUS_EXECUTOR") == "warm":  # one warm worker for the whole module
         from pytest_kernelfalcon.checker.checker import resolve_device
         from pytest_kernelfalcon.executor.warm import WarmExecutor
@@ -148,8 +166,15 @@ def checker_for() -> Iterator[Callable[[str, float], Any]]:
     yield get
     for checker in made.values():
         checker.close()
-    if executor is not None:
-        executor.close()
+    executor.close()
+
+
+def isolated_cold_executor() -> Any:
+    """A fresh process per job, as its own uid where this process is root (``kernelfalcon verify``'s executor)."""
+    from pytest_kernelfalcon.core.isolation import DEFAULT_POLICY, is_root
+    from pytest_kernelfalcon.executor.cold import ColdExecutor
+
+    return ColdExecutor(isolation=DEFAULT_POLICY if is_root() else None)
 
 
 def task_path(entry: Entry, request: pytest.FixtureRequest) -> Path:
@@ -190,6 +215,26 @@ def test_candidate_gets_expected_verdict(entry: Entry, checker_for: Any, request
     assert_expected_verdict(entry, verdict, where)
     if entry.profile_class and corpus_shapes() == "default":
         assert_actionable(verdict, entry.profile_class, where)
+    if corpus_shapes() == "default":
+        assert_kernelbench(entry, verdict, checker, where)
+
+
+def assert_kernelbench(entry: Entry, verdict: Any, checker: Any, where: str) -> None:
+    """The KernelBench-comparable verdict is the entry's, with a reason wherever it differs from ours (a static-audit
+    rejection is run for it only where candidates run as their own uid: elsewhere it says it was not run)."""
+    from pytest_kernelfalcon.checker.options import STATIC_REJECT
+    from pytest_kernelfalcon.checker.refcache import candidates_own_uid
+
+    kb = verdict.kernelbench
+    assert kb is not None, where
+    if verdict.category in STATIC_REJECT and not candidates_own_uid(checker.executor):
+        assert kb.passed is None and kb.reason.startswith("not run: the static audit"), f"{kb}: {where}"
+        return
+    assert kb.label() == entry.kernelbench_on(checker.device), f"KernelBench-comparable {kb}: {where}"
+    if kb.passed is not verdict.passed:
+        assert kb.why and kb.reason, f"no reason for a difference: {kb}: {where}"
+    else:
+        assert not kb.reason, f"a reason where the two agree: {kb}: {where}"
 
 
 # What a default-profile rejection of a profile-class kernel must name: the draw, its seed, the first bad index.
@@ -241,6 +286,15 @@ def assert_expected_verdict(entry: Entry, verdict: Any, where: str) -> None:
         assert re.search(DETAIL_PATTERNS[got], verdict.detail, re.S), f"detail not concrete: {where}"
     if entry.low_signal is not None:
         assert verdict.low_signal == entry.low_signal, where
+
+
+def test_every_entry_says_what_kernelbench_would_give_it() -> None:
+    for entry in load_entries():
+        for device in entry.devices:
+            assert entry.kernelbench_on(device) in ("pass", "fail"), (entry.key, device)
+    differ = {e.key for e in load_entries() if e.kernelbench_on("cpu") == "pass" and e.expected != "pass"}
+    assert {"own_conv_relu/hybrid_conv.py", "kb_matmul/tf32_operands.py", "own_softmax_rows/capped_block.py",
+            "own_scaled_add/pointer_cache.py"} <= differ  # issue 24's rows: KernelBench passes what we reject
 
 
 def test_corpus_covers_every_category() -> None:

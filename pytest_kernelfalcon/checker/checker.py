@@ -133,13 +133,20 @@ class Checker:
             return self.options.seed
         return self._fuzz_seed if self.options.shapes == "fuzz" else DEFAULT_SEED
 
-    def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None) -> Verdict:
-        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates).
+    def verify(self, task: Path, candidate: Path, cancel: threading.Event | None = None,
+               comparable: bool = True) -> Verdict:
+        """Judge ``candidate`` against ``task`` and return the verdict (never raises for bad candidates);
+        ``comparable``: with what KernelBench's own eval says of it (``checker/comparable.py``).
 
         ``cancel`` may be a ``Deadline``: past it the verdict is a ``harness_error`` naming the stage that was
         waiting (a lock, a lease, a worker's start, a job), and every job it started is killed."""
         try:
-            return self._verify(task, candidate, cancel)
+            verdict = self._verify(task, candidate, cancel, comparable)
+            if not comparable:
+                return verdict
+            from pytest_kernelfalcon.checker.comparable import completed
+
+            return completed(self, verdict, Path(task), Path(candidate), cancel)
         except DeadlinePassed as exc:
             return Verdict.failed(Category.HARNESS_ERROR, str(exc), device=self.device, dtype=self.options.dtype,
                                   audit={"deadline": {"stage": exc.stage, "seconds": exc.seconds}})
@@ -147,7 +154,7 @@ class Checker:
             return Verdict.failed(Category.CANCELLED, f"cancelled while waiting for {exc}", device=self.device,
                                   dtype=self.options.dtype)
 
-    def _verify(self, task: Path, candidate: Path, cancel: threading.Event | None) -> Verdict:
+    def _verify(self, task: Path, candidate: Path, cancel: threading.Event | None, comparable: bool) -> Verdict:
         device, dtype = self.device, self.options.dtype
         source = _read(Path(candidate))
         if source is None:
@@ -163,7 +170,7 @@ class Checker:
         reference = self._unrunnable(task_source) or self.reference(task_source, cancel)
         if isinstance(reference, Verdict):
             return reference
-        return self._run_candidate(source, reference, cancel, task_source)
+        return self._run_candidate(source, reference, cancel, task_source, comparable)
 
     def _unrunnable(self, task_source: str) -> Verdict | None:
         """A harness_error verdict when the task imports a package this machine lacks (never the candidate's)."""
@@ -348,18 +355,40 @@ class Checker:
                            poison=self.options.audit, timeout_s=self.options.timeout_s)
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
-                       task_source: str = "") -> Verdict:
+                       task_source: str = "", comparable: bool = True) -> Verdict:
         peak = memory.task_peak(reference) or self._peaks.get(_digest(task_source))
-        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source, peak)
+        verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source, comparable,
+                                          peak)
         if reference.extras is None or not verdict.passed:
             return verdict
         from pytest_kernelfalcon.checker.profile import joined_verdict
 
-        return joined_verdict(reference, verdict,
-                              self._run_candidate_job(source, reference.extras, cancel, peak=peak))
+        joined = joined_verdict(reference, verdict, self._run_candidate_job(source, reference.extras, cancel,
+                                                                            comparable=False, peak=peak))
+        return replace(joined, kernelbench=verdict.kernelbench)  # judged on the resident base: the task's own plan
+
+    def kernelbench_job(self, source: str, task_source: str, reference: Reference,
+                        cancel: threading.Event | None = None) -> JobResult:
+        """Run KernelBench's own eval of the candidate in a child, at the reference's task plan (``kernelbench``
+        job, ``child/kernelbench.py``)."""
+        from pytest_kernelfalcon.core.kernelbench import KB_SEED, KB_TRIALS
+        from pytest_kernelfalcon.core.protocol import KernelBenchJob
+        from pytest_kernelfalcon.core.tasks import rewrite_constants
+
+        jobdir = Path(tempfile.mkdtemp(prefix="kf-kb-"))
+        try:
+            plan = reference.plan_of(reference.cases[0])
+            (jobdir / "task.py").write_text(rewrite_constants(task_source, plan.overrides))
+            (jobdir / "candidate.py").write_text(_following_plan(source, reference))
+            _save_job(jobdir, KernelBenchJob(task="task.py", entry=self.options.entry, device=self.device,
+                                             dtype=self.options.dtype, seed=KB_SEED, trials=KB_TRIALS))
+            peak = memory.task_peak(reference) or self._peaks.get(_digest(task_source))
+            return self._run(jobdir, cancel, "the kernelbench job", memory.candidate_need(peak, False))
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
 
     def _run_candidate_job(self, source: str, reference: Reference, cancel: threading.Event | None,
-                           task_source: str = "", peak: int | None = None) -> Verdict:
+                           task_source: str = "", comparable: bool = True, peak: int | None = None) -> Verdict:
         start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix="kf-cand-"))
         try:
@@ -376,7 +405,7 @@ class Checker:
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
         handover_s = time.monotonic() - start - result.wall_s  # result.pt loaded, job dir removed
-        verdict = judge_candidate(reference, result, self.options, self.device)
+        verdict = judge_candidate(reference, result, self.options, self.device, comparable)
         verdict.timings.update({"inputs_s": inputs_s, "handover_s": handover_s, **reference.split})
         if result.notes:
             verdict.audit["harness_notes"] = list(result.notes)

@@ -55,6 +55,8 @@ class CheckOptions:
     gpu: str | None = None  # value for CUDA_VISIBLE_DEVICES in the children
     data_path: str = "auto"  # "files" | "resident" | "auto" (resident: official inputs + outputs on cuda > RESIDENT_NUMEL)
     reference_cache: str | None = "off"  # "off" | "auto" (where candidates run as another uid) | a directory
+    precision: str = "fp32"  # "fp32" | "tf32": accept TF32-class error (core/precision.py)
+    allow_torch: tuple[str, ...] = ()  # hybrid policy: aten ops forward may run (core/ops.py); default strict
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,9 @@ def validate(options: CheckOptions) -> None:
         raise ValueError("the resident data path checks official shapes only (official or default)")
     if options.seeds < 1 or options.timeout_s <= 0:
         raise ValueError("seeds must be >= 1 and timeout_s > 0")
+    from pytest_kernelfalcon.core.ops import parse_allowed
+    from pytest_kernelfalcon.core.precision import PRECISIONS
+
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {options.precision!r}; expected one of {', '.join(PRECISIONS)}")
+    parse_allowed(options.allow_torch)  # ValueError naming an op torch.ops.aten does not have

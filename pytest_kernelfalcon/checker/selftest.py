@@ -74,7 +74,7 @@ def _cannot_run(verdict: Verdict) -> bool:
 def judge_task(task: TaskFile, plain: Any, audited: Any) -> SelftestRow:
     """Judge ``task``'s two known candidates with ``plain`` (audit off, entry Model) and ``audited``."""
     start = time.perf_counter()
-    own = plain.verify(task.path, task.path)
+    own = plain.verify(task.path, task.path, comparable=False)  # our checker's own judgement is under test
     if not own.passed:
         status = "cannot_run" if _cannot_run(own) else "defect"
         return SelftestRow(task.id, status, _category(own), "", own.detail, time.perf_counter() - start)
@@ -97,7 +97,7 @@ def _judge_copy(task: Path, audited: Any) -> Verdict:
     with tempfile.TemporaryDirectory(prefix="kf-selftest-") as tmp:
         copy = Path(tmp) / f"{task.stem}_torch_copy.py"
         copy.write_text(torch_copy_source(task.read_text(encoding="utf-8")))
-        verdict: Verdict = audited.verify(task, copy)
+        verdict: Verdict = audited.verify(task, copy, comparable=False)
         return verdict
 
 

@@ -29,29 +29,32 @@ def audited_cases(jobdir: Path, job: AuditedJob, cases: Sequence[tuple[Candidate
 
     ``cases`` holds (construction: construct_seed / init_inputs / state_dict, trials);
     ``run_trial(model, case_index, trial, audit, kept)`` returns the trial's record.
-    Returns ``{"cases": [{"trials": [...]}], "audit", "timings", "error"}``.
+    Returns ``{"cases": [{"trials": [...]}], "audit", "timings", "error"}``; after an error the cases and
+    trials finished so far stay, and the error says where it happened (``case``, ``trial``: None at import).
     """
     pin_tf32_off()
     audit = RunAudit(jobdir / "candidate.py", enabled=job.audit, device=job.device)
     audit.install()
     timings = {"import_s": 0.0, "construct_s": 0.0, "run_s": 0.0}
     body: dict[str, Any] = {"cases": [], "audit": audit.report(), "timings": timings, "error": None}
+    at: dict[str, int | None] = {"case": None, "trial": None}
     try:
         entry = import_entry(jobdir, job, audit, timings)
         for index, (built, trials) in enumerate(cases):
+            at.update(case=index, trial=None)
             start = time.perf_counter()
             follow_constants(entry, built.constants)
             model = construct_candidate(entry, built, job, audit)
             timings["construct_s"] += time.perf_counter() - start
             kept: list[Any] = []
-            records = []
-            for trial in trials:
+            records: list[Any] = []
+            body["cases"].append({"trials": records})
+            for at["trial"], trial in enumerate(trials):
                 start = time.perf_counter()
                 records.append(run_trial(model, index, trial, audit, kept))
                 timings["run_s"] += time.perf_counter() - start
-            body["cases"].append({"trials": records})
     except JobError as exc:
-        body["error"] = {"category": exc.category, "message": exc.message, "traceback": exc.tb}
+        body["error"] = {"category": exc.category, "message": exc.message, "traceback": exc.tb, **at}
     finally:
         body["audit"] = audit.report()
         audit.uninstall()
@@ -125,7 +128,8 @@ def import_entry(jobdir: Path, job: AuditedJob, audit: RunAudit, timings: dict[s
 
 
 def copy_state(model: Any, state: dict[str, Any]) -> dict[str, int]:
-    """Copy reference state by name+shape, then the rest by registration order where shapes match."""
+    """Copy reference state by name+shape, then the rest by registration order where shapes match; say how
+    many copied tensors the candidate's own seeded construction had made different."""
     import torch
 
     mine = model.state_dict()
@@ -137,10 +141,14 @@ def copy_state(model: Any, state: dict[str, Any]) -> dict[str, int]:
         if match is not None:
             left.remove(match)
             pairs.append((k, match))
+    changed = 0  # tensors whose seeded construction differs from the reference's (KernelBench copies no state)
     with torch.no_grad():
         for k, r in pairs:
-            mine[k].copy_(state[r])
-    return {"by_name": len(done), "by_order": len(pairs) - len(done), "unmatched": len(mine) - len(pairs)}
+            source = state[r].to(mine[k].device, mine[k].dtype)
+            changed += not torch.equal(mine[k], source)
+            mine[k].copy_(source)
+    return {"by_name": len(done), "by_order": len(pairs) - len(done), "unmatched": len(mine) - len(pairs),
+            "changed": changed}
 
 
 def construct_candidate(entry: Any, case: CandidateCase, job: AuditedJob, audit: RunAudit) -> Any:

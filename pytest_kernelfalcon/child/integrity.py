@@ -35,7 +35,8 @@ _INTEGRITY_MODULES = (
     "torch", "torch.utils._python_dispatch", "triton", "triton.runtime.jit", "triton.runtime.autotuner",
     "triton.runtime.interpreter",
 )
-_CHECKER_MODULES = tuple(f"pytest_kernelfalcon.child.{m}" for m in ("runtime", "reference", "candidate", "jobs", "op_policy"))
+_CHECKER_MODULES = (*(f"pytest_kernelfalcon.child.{m}" for m in ("runtime", "reference", "candidate", "jobs", "op_policy")),
+                    "pytest_kernelfalcon.core.ops")
 _MISSING = object()
 
 

@@ -30,6 +30,7 @@ MODES: dict[str, tuple[str, str]] = {
     "resident_reference": ("pytest_kernelfalcon.child.resident", "run_resident_reference"),
     "extract": ("pytest_kernelfalcon.child.extract", "run_extract_job"),
     "bench": ("pytest_kernelfalcon.child.bench", "run_bench_job"),
+    "kernelbench": ("pytest_kernelfalcon.child.kernelbench", "run_kernelbench"),
 }
 
 

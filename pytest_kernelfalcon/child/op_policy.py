@@ -4,10 +4,14 @@ For the aten ops a TorchDispatchMode sees while the candidate's ``forward`` runs
 (``empty*``, ``zeros*``, ``ones*``, ``full*``, ``new_*``, ``scalar_tensor``), random factories and
 fills (references draw noise), views and layout, copies into buffers and metadata or sync are
 allowed. Every other op (arithmetic, reductions, matmul, convolution, activations, indexing,
-``cat``, ``where``, ...) is torch compute and makes the candidate fail with ``torch_compute``.
+``cat``, ``where``, ...) is torch compute and makes the candidate fail with ``torch_compute``,
+unless the parent's judge was asked for a hybrid policy naming it (``--allow-torch``, ``core/ops.py``):
+every op outside this list is reported, the parent decides.
 """
 
 from __future__ import annotations
+
+from pytest_kernelfalcon.core.ops import op_base_name
 
 
 def _words(text: str) -> frozenset[str]:
@@ -32,15 +36,6 @@ _ALLOWED_OPS = _words(
     "_local_scalar_dense is_nonzero sym_size sym_stride sym_numel sym_storage_offset size stride dim numel "
     "is_same_size _has_compatible_shallow_copy_type record_stream"
 )
-
-
-def op_base_name(name: str) -> str:
-    """Return ``relu`` for ``aten::relu``, ``aten.relu.default`` or ``relu`` (other namespaces keep theirs)."""
-    name = name.strip()
-    for prefix in ("aten::", "aten."):
-        if name.startswith(prefix):
-            return name[len(prefix):].split(".")[0]
-    return name if "::" in name else name.split(".")[0]
 
 
 def is_allowed_op(name: str) -> bool:

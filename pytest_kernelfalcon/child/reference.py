@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.child.precision import PlanPrecision
 from pytest_kernelfalcon.child.runtime import (
     JobError,
     aliases,
@@ -53,9 +54,11 @@ def reference_forward(model: Any, inputs: list[Any], seed: int) -> tuple[list[An
 
 def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int, transform: tuple[Any, ...],
                     strong: bool = False, values: str = "task",
-                    kept: list[tuple[list[Any], list[Any]]] | None = None) -> dict[str, Any]:
+                    kept: list[tuple[list[Any], list[Any]]] | None = None,
+                    precision: PlanPrecision | None = None) -> dict[str, Any]:
     """Run the reference on one seed's inputs (on clones) and return the trial record; ``kept``
-    receives the (inputs, outputs) still on the device, for the low-signal probes."""
+    receives the (inputs, outputs) still on the device, for the low-signal probes; ``precision``
+    adds what the plan measures of rounding (``child/precision.py``)."""
     dtype = torch_dtype(job.dtype)
     inputs = draw_inputs(get_inputs, seed, job.device, dtype, tuple(transform))
     outputs, clones = reference_forward(model, inputs, seed)
@@ -65,37 +68,9 @@ def reference_trial(model: Any, get_inputs: Any, job: ReferenceJob, seed: int, t
         kept.append((inputs, outputs))
     record = {"seed": seed, "strong": strong, "values": values, "inputs": host_in, "outputs": host_out,
               "inputs_after": _inputs_after(inputs, host_in, clones), "aliases": aliases(outputs, clones)}
-    if values != "task":  # drawn values: how far the run dtype's own rounding goes there
-        record["ref_error"] = float64_error(model, inputs, outputs, seed)
+    if precision is not None:
+        precision.measure(record, inputs, outputs, seed)
     return record
-
-
-def float64_error(model: Any, inputs: list[Any], outputs: list[Any], seed: int) -> list[float] | None:
-    """Per output, max |reference - the same model in float64| on these inputs; None when float64 fails."""
-    import copy
-
-    import torch
-
-    from pytest_kernelfalcon.core.compare import flatten_outputs
-
-    try:
-        wide = copy.deepcopy(model).to(torch.float64)
-        args = [x.detach().to(torch.float64) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-                for x in inputs]
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            exact = flatten_outputs(wide(*args))
-    except Exception:
-        return None
-    errors = []
-    for got, want in zip(outputs, exact, strict=False):
-        same = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape
-        if not same or not got.is_floating_point() or not got.numel():
-            errors.append(0.0)
-            continue
-        diff = (got.to(torch.float64) - want).abs()
-        errors.append(float(torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff)).max()))
-    return errors if len(errors) == len(outputs) else None
 
 
 def entry_trials(entry: PlanFile, job: ReferenceJob) -> list[PlanTrial]:
@@ -106,7 +81,8 @@ def entry_trials(entry: PlanFile, job: ReferenceJob) -> list[PlanTrial]:
 
 
 def plain_trials(model: Any, get_inputs: Any, entry: PlanFile, job: ReferenceJob,
-                 kept: list[tuple[list[Any], list[Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                 kept: list[tuple[list[Any], list[Any]]],
+                 precision: PlanPrecision | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run a plan's trials: (records, dropped value draws); ``kept`` receives the task-valued trials'
     device tensors (low-signal probes look at the task's own values only: value draws make trivial answers
     pass, e.g. ReLU of negatives).
@@ -120,7 +96,7 @@ def plain_trials(model: Any, get_inputs: Any, entry: PlanFile, job: ReferenceJob
         task_valued = trial.values == "task"
         try:
             trials.append(reference_trial(model, get_inputs, job, trial.seed, trial.transform, values=trial.values,
-                                          kept=kept if task_valued else None))
+                                          kept=kept if task_valued else None, precision=precision))
         except Exception as exc:
             if task_valued:
                 raise
@@ -153,13 +129,15 @@ def build_reference(task: Any, seed: int, device: str, dtype: str) -> tuple[Any,
     return model, init_inputs
 
 
-def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCase:
+def reference_case(task: Any, entry: PlanFile, job: ReferenceJob, tf32_defaults: tuple[bool, bool]) -> ReferenceCase:
     """Run the reference of one shape plan over every trial seed and return the case record."""
     model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
     # the state as constructed: forward may update buffers (e.g. BatchNorm running stats)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     kept: list[tuple[list[Any], list[Any]]] = []
-    trials, dropped = plain_trials(model, task.get_inputs, entry, job, kept)
+    role = entry.plan.get("role", "task")
+    precision = PlanPrecision(model, job, role, tf32_defaults)
+    trials, dropped = plain_trials(model, task.get_inputs, entry, job, kept, precision)
     probes = low_signal_probes(kept, tolerance_for(job.dtype))  # on the device, where the tensors are
     del kept
     strong: list[dict[str, Any]] = []
@@ -170,7 +148,8 @@ def reference_case(task: Any, entry: PlanFile, job: ReferenceJob) -> ReferenceCa
             strong = [reference_trial(model, task.get_inputs, job, s, job.strong, True) for s in job.strong_seeds]
         except Exception as exc:  # strengthened inputs outside the task's domain: skip them
             plan = {**plan, "strong_error": short_error(exc)}
-    facts = _facts(model, task, entry, job, trials) if entry.plan.get("role", "task") == "task" else {}
+    facts = {**_facts(model, task, entry, job, trials), "kernelbench": precision.facts()} if role == "task" else {}
+    del precision
     return ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
                          init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
                          state_dict=state, probes=tuple(probes),
@@ -197,12 +176,12 @@ def over_budget(task: Any, job: ReferenceJob) -> str | None:
     return f"inputs over budget ({numel} > {budget} elements)" if numel > budget else None
 
 
-def _plan_case(jobdir: Path, k: int, job: ReferenceJob) -> ReferenceCase | str:
+def _plan_case(jobdir: Path, k: int, job: ReferenceJob, tf32_defaults: tuple[bool, bool]) -> ReferenceCase | str:
     plan = job.plans[k]
     task = exec_file(jobdir / plan.file, f"kf_task_{k}")
     exempt = job.last_exempt and k == len(job.plans) - 1
     reason = None if exempt else over_budget(task, job)
-    return reason if reason else reference_case(task, plan, job)
+    return reason if reason else reference_case(task, plan, job, tf32_defaults)
 
 
 def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
@@ -210,7 +189,7 @@ def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
 
     Under ``each``, plans sharing a ``group`` are alternatives: the first that runs is kept.
     """
-    pin_tf32_off()
+    tf32_defaults = pin_tf32_off()
     cases: list[ReferenceCase] = []
     discarded: list[dict[str, Any]] = []
     filled: set[Any] = set()  # groups (``each``) that have a case: their later alternatives are skipped
@@ -220,7 +199,7 @@ def run_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
         if plan.group is not None and plan.group in filled:
             continue
         try:
-            case = _plan_case(jobdir, k, job)
+            case = _plan_case(jobdir, k, job, tf32_defaults)
         except Exception as exc:
             case = short_error(exc)
         if isinstance(case, str):

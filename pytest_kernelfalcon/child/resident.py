@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_kernelfalcon.child.precision import tf32_changes
 from pytest_kernelfalcon.child.reference import build_reference, reference_forward
 from pytest_kernelfalcon.child.resident_candidate import Forked
 from pytest_kernelfalcon.child.runtime import (
@@ -74,8 +75,9 @@ def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
     """Reference mode of the resident path (one official plan): summaries and probes, no tensors."""
     from pytest_kernelfalcon.core.compare import ProbeTracker, tolerance_for
 
-    pin_tf32_off()
+    tf32_defaults = pin_tf32_off()
     entry = job.plans[0]
+    kb_changes: bool | None = None
     try:
         task = exec_file(jobdir / entry.file, "kf_task_0")
         model, init_inputs = build_reference(task, job.construct_seed, job.device, job.dtype)
@@ -87,6 +89,7 @@ def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
             facts.append(trial_facts(inputs, outputs))
             if len(facts) == 1:  # the first trial's outputs stay for the repeat forward unless too large
                 first, first_digest = kept_outputs(outputs), outputs_digest(outputs)
+                kb_changes = tf32_changes(model, inputs, outputs, seed, job.device, tf32_defaults)
             trials.append(summary)
             del inputs, outputs
     except JobError:
@@ -104,7 +107,8 @@ def run_resident_reference(jobdir: Path, job: ReferenceJob) -> dict[str, Any]:
                           first, first_digest)
     case = ReferenceCase(plan=plan, index=entry.index, construct_seed=job.construct_seed,
                          init_inputs=tuple(to_host(x, f"get_init_inputs()[{i}]") for i, x in enumerate(init_inputs)),
-                         trials=tuple(trials), strong_trials=tuple(strong), facts={"trials": facts, "repeat": repeat})
+                         trials=tuple(trials), strong_trials=tuple(strong),
+                         facts={"trials": facts, "repeat": repeat, "kernelbench": {"tf32_changes_reference": kb_changes}})
     probes = tracker.found()
     del model, tracker, first
     release_device_memory(job.device)
@@ -359,6 +363,7 @@ class Comparer:
         after = [handoff.open_value(d, self.device) for d in message["inputs"]]
         found = trial_facts(ref, got, self.tol, trial.strong)
         found.update(seed=seed, context=trial_context(seed, trial.strong, case.plan, mine), ref_aliases=ref_aliases,
+                     strong=trial.strong, reuse=trial.reuse_storage,
                      aliases=_ints(message.get("aliases"), len(got)), reused=_ints(message.get("reused"), len(got)),
                      mutated=[not _equal(self._on_device(a), x) for a, x in zip(after, mine, strict=True)],
                      ref_mutated=ref_mutated)

@@ -47,12 +47,15 @@ def torch_dtype(name: str) -> Any:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def pin_tf32_off() -> None:
-    """Turn TF32 off for matmul and cuDNN (the reference must be trustworthy)."""
+def pin_tf32_off() -> tuple[bool, bool]:
+    """Turn TF32 off for matmul and cuDNN (the reference must be trustworthy); return the settings it found
+    (matmul, cudnn): torch's defaults in a fresh job process, the ones KernelBench's eval runs its reference with."""
     import torch
 
+    found = (bool(torch.backends.cuda.matmul.allow_tf32), bool(torch.backends.cudnn.allow_tf32))
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    return found
 
 
 def exec_file(path: Path, name: str) -> Any:

@@ -1,7 +1,7 @@
 """``kernelfalcon report show|compare|merge``: print, compare and merge JSON run reports.
 
 Exit codes: 0 ok; 1 ``compare`` found a regression (a task that passed in OLD
-fails in NEW, or with ``--fail-on-slower`` a speed-up that dropped beyond the
+fails in NEW by our verdict: the KernelBench-comparable one is shown, never gated, or with ``--fail-on-slower`` a speed-up that dropped beyond the
 threshold); 2 usage error, unreadable report, or reports that cannot be merged
 (overlapping tasks, different config/provider/model/prompts).
 """
@@ -111,7 +111,14 @@ def format_comparison(result: Comparison, threshold: float) -> str:
         lines += [f"{title}: {t} {old:.2f}x -> {new:.2f}x" for t, old, new in changes]
     if result.prompts_changed:
         lines.append(f"prompts changed: {', '.join(result.prompts_changed)}")
+    lines.append(f"pass rate (ours, gated): {_pct(result.pass_rates[0])} -> {_pct(result.pass_rates[1])}; "
+                 f"KernelBench-comparable (not gated): {_pct(result.comparable_rates[0])} -> "
+                 f"{_pct(result.comparable_rates[1])}")
     return "\n".join(lines)
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
 
 
 def merge(output: str, paths: Sequence[str]) -> int:

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: for official inputs and outputs on cuda over 64M elements)")
     p.add_argument("--entry", default="ModelNew", help="class name in the candidate file")
     p.add_argument("--no-audit", action="store_true", help="plain equivalence check (torch allowed)")
+    p.add_argument("--allow-torch", default="", metavar="OP[,OP...]",
+                   help="hybrid policy: accept these aten ops inside forward (e.g. convolution for a Triton "
+                        "epilogue), every other rule unchanged; the verdict lists what it allowed")
+    p.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
+                   help="tf32: accept TF32-class error (10x the reference's own error with TF32-rounded inputs "
+                        "and weights); fp32 rejects it with a verdict that says so")
     # warm is the default: on an H100 it judged a first candidate at the default profile in 0.57x the time of
     # prestart (geometric mean of 3 tasks, benchmarks/results/2026-12-07-h100-session8/profile_speed.md)
     p.add_argument("--executor", choices=("cold", "warm", "prestart"), default="warm",
@@ -101,7 +107,23 @@ def summary(verdict: Verdict, task: Path, candidate: Path) -> str:
         lines.append(f"  tolerance {tol.policy} (atol={tol.atol:g}, rtol={tol.rtol:g})")
     if verdict.low_signal:
         lines.append(f"  low-signal task: strengthened inputs ({verdict.audit.get('low_signal_probes')})")
+    if verdict.precision != "fp32":
+        lines.append(f"  precision {verdict.precision} (TF32-class error accepted)")
+    if verdict.allowed_torch:
+        lines.append(f"  hybrid: torch allowed for {'; '.join(verdict.allowed_torch)}")
+    lines += kernelbench_lines(verdict)
     return "\n".join(lines)
+
+
+def kernelbench_lines(verdict: Verdict) -> list[str]:
+    """The KernelBench-comparable verdict, and why it differs from ours (one line each)."""
+    kb = verdict.kernelbench
+    if kb is None:
+        return []
+    lines = [f"  KernelBench's eval would say: {kb.label().upper()} ({kb.detail}; {kb.source}, sizes {kb.sizes_text()})"]
+    if kb.reason:
+        lines.append(f"  why ours differs: {kb.reason}" if kb.passed is not None else f"  {kb.reason}")
+    return lines
 
 
 def _options(args: argparse.Namespace) -> CheckOptions:
@@ -116,9 +138,16 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         raise _UsageError("--seeds must be >= 1, --timeout and --deadline > 0")
     if args.data_path == "resident" and not resident_fits(shapes, device):
         raise _UsageError("--data-path resident checks official shapes only")
+    from pytest_kernelfalcon.core.ops import parse_allowed
+
+    try:
+        allowed = parse_allowed(args.allow_torch)
+    except ValueError as exc:
+        raise _UsageError(f"--allow-torch: {exc}") from None
     return CheckOptions(device=device, shapes=shapes, seeds=args.seeds, seed=args.seed, dtype=args.dtype,
                         timeout_s=args.timeout, entry=args.entry, audit=not args.no_audit,
-                        data_path=args.data_path, reference_cache=args.reference_cache or "off")
+                        data_path=args.data_path, reference_cache=args.reference_cache or "off",
+                        precision=args.precision, allow_torch=allowed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -319,32 +319,46 @@ def outputs_digest(values: Sequence[Any]) -> str:
     return "|".join(tensor_digest(v) for v in values)
 
 
-def trial_facts(ref: Sequence[Any], got: Sequence[Any], tol: Tolerance, strong: bool) -> dict[str, Any]:
+def trial_facts(ref: Sequence[Any], got: Sequence[Any], tol: Tolerance, strong: bool,
+                kb_ref: Sequence[Any] | None = None, wider: Tolerance | None = None) -> dict[str, Any]:
     """Return what the judge needs of one trial, computed where the tensors live (host or device).
 
     ``shape``: the first count/type/shape difference or None; ``numeric``: the first
     mismatch (relative check too on strengthened inputs) or None; ``right_relative``:
     whether the outputs also pass the relative check; ``digest`` / ``ref_digest``: of the
-    candidate's and the reference's outputs (replay detection).
+    candidate's and the reference's outputs (replay detection); ``kb``: why KernelBench's eval
+    rejects the outputs against ``kb_ref`` (its own reference where that differs, else ``ref``) or
+    None; ``max_abs``: the largest error; ``wider_ok``: on a numeric failure, whether every output
+    passes under the ``wider`` tolerance (the TF32 class, ``core/precision.py``).
     """
+    from pytest_kernelfalcon.core.kernelbench import kb_mismatch
+
     shape = shape_mismatch(ref, got)
     facts: dict[str, Any] = {"shape": shape.detail if shape else None, "numeric": None, "right_relative": False,
-                             "digest": "", "ref_digest": outputs_digest(ref)}
+                             "digest": "", "ref_digest": outputs_digest(ref), "max_abs": 0.0, "wider_ok": False}
     if shape is not None:
+        facts["kb"] = kb_mismatch(kb_ref if kb_ref is not None else ref, got)
         return facts
-    numeric, relative_ok = None, True
+    numeric, relative_ok, max_abs = None, True, 0.0
     for i, (r, c) in enumerate(zip(ref, got, strict=False)):
         if r is None or c is None:
             continue
         stats = error_stats(r, c, tol)
         within = stats.bad == 0 and stats.max_abs <= tol.rtol * stats.max_ref + 1e-30
-        relative_ok = relative_ok and within
+        relative_ok, max_abs = relative_ok and within, max(max_abs, stats.max_abs)
         if numeric is None and stats.bad:
             numeric = _numeric_detail(i, r, c, stats, tol)
         elif numeric is None and strong and not within:
             numeric = _relative_detail(i, stats, tol)
-    facts.update(numeric=numeric, right_relative=relative_ok, digest=outputs_digest(got))
+    facts.update(numeric=numeric, right_relative=relative_ok, digest=outputs_digest(got), max_abs=max_abs,
+                 kb=kb_mismatch(kb_ref if kb_ref is not None else ref, got,
+                                values=numeric is not None or kb_ref is not None),
+                 wider_ok=numeric is not None and not strong and wider is not None and _passes_all(ref, got, wider))
     return facts
+
+
+def _passes_all(ref: Sequence[Any], got: Sequence[Any], tol: Tolerance) -> bool:
+    return all(error_stats(r, c, tol).bad == 0 for r, c in zip(ref, got, strict=False) if r is not None and c is not None)
 
 
 class ProbeTracker:

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_kernelfalcon.core.verdict import KernelBenchVerdict
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -53,13 +55,25 @@ class TaskOutcome:
     speedup_eager: float | None = None
     speedup_compile: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    kernelbench: KernelBenchVerdict | None = None  # what KernelBench's own eval says of the final candidate
+    allowed_torch: tuple[str, ...] = ()  # a hybrid pass: the torch ops --falcon-allow-torch accepted
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         data = dataclasses.asdict(self)
         data["seeds"] = list(self.seeds)
         data["shapes"] = [dict(s) for s in self.shapes]
+        data["allowed_torch"] = list(self.allowed_torch)
         return data
+
+    @property
+    def kernelbench_passed(self) -> bool:
+        """Whether KernelBench's own eval passes the task's final candidate (False where it was not judged)."""
+        return bool(self.kernelbench and self.kernelbench.passed)
+
+    def with_verdict(self, verdict: Any) -> TaskOutcome:
+        """This outcome carrying a final verdict's KernelBench-comparable verdict and hybrid allowance."""
+        return dataclasses.replace(self, kernelbench=verdict.kernelbench, allowed_torch=tuple(verdict.allowed_torch))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskOutcome:
@@ -68,4 +82,6 @@ class TaskOutcome:
         data["usage"] = Usage(**data.get("usage", {}))
         data["seeds"] = tuple(data.get("seeds", ()))
         data["shapes"] = tuple(data.get("shapes", ()))
+        data["kernelbench"] = KernelBenchVerdict.from_json(data.get("kernelbench"))
+        data["allowed_torch"] = tuple(data.get("allowed_torch", ()))
         return cls(**data)

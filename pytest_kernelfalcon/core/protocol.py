@@ -242,6 +242,19 @@ class BenchJob(JobRecord):
 
 
 @dataclass(frozen=True)
+class KernelBenchJob(JobRecord):
+    """Replay KernelBench's own eval of the candidate in one process, no audit (``core/kernelbench.py``)."""
+
+    task: str  # the task plan's copy, relative to the job directory (the candidate is candidate.py)
+    entry: str
+    device: str
+    dtype: str
+    seed: int
+    trials: int
+    mode: str = "kernelbench"
+
+
+@dataclass(frozen=True)
 class ReferenceCase(Record):
     """What a reference job found for one plan; ``trials`` hold tensors (or, resident, summaries)."""
 
@@ -273,6 +286,7 @@ class ReferenceResult(Record):
 JOBS: dict[str, type[JobRecord]] = {
     "reference": ReferenceJob, "resident_reference": ReferenceJob, "candidate": CandidateJob,
     "resident": ResidentJob, "shell": ResidentJob, "extract": ExtractJob, "bench": BenchJob,
+    "kernelbench": KernelBenchJob,
 }
 
 

@@ -272,7 +272,8 @@ class _WorkerState:
                 (*self.first, "duplicate")
         candidate = self.conv.path(round_, ".py")
         atomic_write_text(candidate, block.code)
-        verdict = self.scope.ctx.checker.verify(self.spec.task_path, candidate, cancel=self.race.cancel)
+        verdict = self.scope.ctx.checker.verify(self.spec.task_path, candidate, cancel=self.race.cancel,
+                                                comparable=False)  # a subgraph's kernel: no KernelBench task
         self.race.record(block.digest, verdict)
         save_verdict(self.conv.path(round_, ".verdict.json"), verdict)
         stop_on_harness_error(verdict)  # raises: the harness's failure is no feedback for the LLM

@@ -50,8 +50,9 @@ class RoundsEnd:
 
 def checked(scope: TaskScope, stage: str, checker: Checker, candidate: Path, round_: int) -> Verdict:
     """Check ``candidate`` against the task, save its verdict beside it and tell the events; a harness error
-    raises (it is no feedback for the LLM)."""
-    verdict = checker.verify(scope.task.path, candidate, cancel=scope.budget.deadline)
+    raises (it is no feedback for the LLM). Only a ``ModelNew`` (compose, direct) gets the KernelBench-comparable
+    verdict: KernelBench judges the final file, never a fused model."""
+    verdict = checker.verify(scope.task.path, candidate, cancel=scope.budget.deadline, comparable=stage != "fuse")
     save_verdict(candidate.with_suffix(".verdict.json"), verdict)
     stop_on_harness_error(verdict)
     scope.emit("verdict", stage=stage, subgraph="", worker=0, round=round_, passed=verdict.passed,

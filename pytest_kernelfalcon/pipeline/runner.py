@@ -120,7 +120,8 @@ def _pipeline(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
     return TaskOutcome(scope.task.id, scope.task.level, True, detail=f"composed ({composed.how})",
                        seeds=verdict.seeds, shapes=verdict.shapes, low_signal=verdict.low_signal,
                        model_new=str(composed.model_new),
-                       extra={"specs": [s.id for s in extracted.specs], "fuse": fused.how, "compose": composed.how})
+                       extra={"specs": [s.id for s in extracted.specs], "fuse": fused.how,
+                              "compose": composed.how}).with_verdict(verdict)
 
 
 def _direct(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
@@ -131,7 +132,7 @@ def _direct(scope: TaskScope, rounds: list[int]) -> TaskOutcome:
     verdict = result.verdict
     return TaskOutcome(scope.task.id, scope.task.level, True, detail="direct", seeds=verdict.seeds,
                        shapes=verdict.shapes, low_signal=verdict.low_signal, model_new=str(result.model_new),
-                       extra={"strategy": "direct"})
+                       extra={"strategy": "direct"}).with_verdict(verdict)
 
 
 def _generate(scope: TaskScope, spec: Any, rounds: list[int], whole_task: bool) -> Kernel:

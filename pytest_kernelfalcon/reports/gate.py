@@ -1,6 +1,7 @@
 """CI gating and report comparison: regressions against a baseline, a minimum pass rate.
 
-Only tasks present in both reports are compared, so a shard's report can be
+Both read our verdicts only (``passed``); the KernelBench-comparable pass rate is shown beside, never
+gated. Only tasks present in both reports are compared, so a shard's report can be
 gated against the baseline of a whole run: a task absent from the current run
 is listed in ``Comparison.only_old``, never counted as a regression.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pytest_kernelfalcon.reports.comparable import comparable_rate
 
 SpeedChange = tuple[str, float, float]  # (task id, old speedup, new speedup)
 
@@ -53,6 +56,8 @@ class Comparison:
     faster: tuple[SpeedChange, ...]
     slower: tuple[SpeedChange, ...]
     prompts_changed: tuple[str, ...]
+    pass_rates: tuple[float, float] = (0.0, 0.0)  # ours, old and new: what the gate reads
+    comparable_rates: tuple[float | None, float | None] = (None, None)  # KernelBench-comparable: shown, never gated
 
 
 def parse_rate(text: str | float) -> float:
@@ -132,4 +137,6 @@ def compare_reports(old: Mapping[str, Any], new: Mapping[str, Any], threshold: f
         faster=tuple(c for c in changes if c[2] > c[1] * (1 + threshold)),
         slower=tuple(c for c in changes if c[2] * (1 + threshold) < c[1]),
         prompts_changed=changed_prompts(old, new),
+        pass_rates=(float(old["total"]["pass_rate"]), float(new["total"]["pass_rate"])),
+        comparable_rates=(comparable_rate(old["total"]), comparable_rate(new["total"])),
     )

@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kernelfalcon.core.outcome import TaskOutcome
+from pytest_kernelfalcon.reports.comparable import AGGREGATION as COMPARABLE_AGGREGATION
+from pytest_kernelfalcon.reports.comparable import (
+    comparable_rate,
+    differing_table,
+    hybrid_count,
+    kernelbench_aggregate,
+    kernelbench_cell,
+)
 
 SCHEMA = "kernelfalcon-report/1"
 FAST_P = (0.0, 1.0, 1.5, 2.0)
@@ -42,6 +50,7 @@ AGGREGATION = {
     "wall_s": "sum of per-task wall times (not the elapsed time of the run)",
     "cost_usd": "sum of per-task costs; cost_complete is false when a task's price was unknown; shown n/a "
                 "(paid false) when no answer came live (replayed, scripted or judged: nothing spent by this run)",
+    **COMPARABLE_AGGREGATION,
 }
 META_DEFAULTS: dict[str, Any] = {
     "config": {},
@@ -113,6 +122,8 @@ def aggregate(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
         "passed": passed,
         "failed": n - passed,
         "pass_rate": passed / n if n else 0.0,
+        "kernelbench": kernelbench_aggregate(outcomes),
+        "hybrid": hybrid_count(outcomes),
         "low_signal": sum(o.low_signal for o in outcomes),
         "failures_by_stage": dict(sorted(Counter(o.stage or "unknown" for o in failed).items())),
         "failures_by_category": dict(sorted(Counter(o.category or "unknown" for o in failed).items())),
@@ -233,11 +244,15 @@ def summary_tables(report: Mapping[str, Any], tablefmt: str = "simple") -> str:
     groups = _groups(report)
     parts = [
         tabulate(
-            [(n, a["tasks"], a["passed"], a["failed"], _rate(a["pass_rate"]), a["low_signal"]) for n, a in groups],
-            headers=["level", "tasks", "passed", "failed", "pass rate", "low signal"],
+            [(n, a["tasks"], a["passed"], a["failed"], _rate(a["pass_rate"]), _rate(comparable_rate(a)),
+              a.get("hybrid", "-"), a["low_signal"]) for n, a in groups],
+            headers=["level", "tasks", "passed", "failed", "pass rate (ours)", "KernelBench-comparable", "hybrid",
+                     "low signal"],
             tablefmt=tablefmt,
         )
     ]
+    if (differ := differing_table(report, tablefmt)) is not None:
+        parts.append(differ)
     failures = [(n, kind, name, count) for n, a in report["levels"].items()
                 for kind in ("stage", "category") for name, count in a[f"failures_by_{kind}"].items()]
     if failures:
@@ -282,7 +297,10 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
     for key in ("source", "provider", "model", "gpu", "shard", "started", "finished"):
         lines.append(f"- {key}: {meta.get(key) if meta.get(key) is not None else '-'}")
     versions = ", ".join(f"{k} {v}" for k, v in sorted((meta.get("versions") or {}).items()))
-    lines += [f"- versions: {versions}", f"- check profiles: {_profiles(report)}", "",
+    config = meta.get("config") or {}
+    policy = (f"precision {config.get('falcon_precision', 'fp32')}, torch allowed: "
+              f"{', '.join(config.get('falcon_allow_torch') or ()) or 'none'}")
+    lines += [f"- versions: {versions}", f"- check profiles: {_profiles(report)}", f"- policy: {policy}", "",
               summary_tables(report, tablefmt="github"), ""]
     lines += ["## How the numbers are aggregated", ""]
     lines += [f"- {k}: {v}" for k, v in report["aggregation"].items()]
@@ -318,12 +336,12 @@ def _task_lines(report: Mapping[str, Any]) -> list[str]:
     """Return the Markdown table with one row per task."""
     from tabulate import tabulate
 
-    rows = [(f"`{t['task_id']}`", "passed" if t["passed"] else "FAILED",
-             "-" if t["passed"] else f"{t.get('stage') or '-'}/{t.get('category') or '-'}", strength_of(t),
-             t.get("rounds", 0), f"{float(t.get('wall_s') or 0.0):.1f}", _speed(t.get("speedup_eager")),
-             _speed(t.get("speedup_compile")))
-            for t in report["tasks"]]
-    table = tabulate(rows, headers=["task", "result", "failed at", "strength", "rounds", "wall s", "vs eager",
+    rows = [(f"`{t['task_id']}`", ("passed" + (" (hybrid)" if t.get("allowed_torch") else "")) if t["passed"]
+             else "FAILED", "-" if t["passed"] else f"{t.get('stage') or '-'}/{t.get('category') or '-'}",
+             kernelbench_cell(t), strength_of(t), t.get("rounds", 0), f"{float(t.get('wall_s') or 0.0):.1f}",
+             _speed(t.get("speedup_eager")), _speed(t.get("speedup_compile"))) for t in report["tasks"]]
+    table = tabulate(rows, headers=["task", "result", "failed at", "KernelBench", "strength", "rounds", "wall s",
+                                    "vs eager",
                                     "vs compile"], tablefmt="github")
     return ["", "## Tasks", "", table]
 

@@ -78,7 +78,11 @@ def test_renamed_weights_are_copied_by_order(cpu_checker: Checker, tmp_path: Pat
     task = write(tmp_path / "scale.py", SCALE_TASK)
     verdict = cpu_checker.verify(task, candidate(SCALE_CANDIDATE))
     assert verdict.passed, verdict.detail
-    assert verdict.audit["state_copy"] == {"by_name": 0, "by_order": 1, "unmatched": 0}
+    assert verdict.audit["state_copy"] == {"by_name": 0, "by_order": 1, "unmatched": 0, "changed": 1}
+    # KernelBench's eval copies no state: its ModelNew keeps its own gamma (zeros) and fails
+    kb = verdict.kernelbench
+    assert kb is not None and kb.passed is False and kb.source == "kernelbench job", kb
+    assert kb.why == "weights" and "copies no state" in kb.reason and "output mismatch" in kb.detail, kb
 
 
 def test_no_audit_allows_torch(relu_task: Path, candidate: Make) -> None:

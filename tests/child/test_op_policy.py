@@ -72,5 +72,5 @@ def test_integrity_snapshot_is_stable_and_names_replaced_objects(monkeypatch: py
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self: self)
     monkeypatch.setattr(op_policy.op_base_name, "__code__", (lambda name: "view").__code__)
     assert integrity_changes(snapshot) == [
-        "pytest_kernelfalcon.child.op_policy.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
+        "pytest_kernelfalcon.core.ops.op_base_name.__code__", "torch.Tensor.cpu", "torch.allclose",
     ]
