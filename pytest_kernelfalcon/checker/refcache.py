@@ -130,14 +130,6 @@ class StoreStats:
     rejected: list[str] = field(default_factory=list)
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 class ReferenceStore:
     """One cache directory; see the module docstring for what is trusted."""
 
@@ -168,12 +160,11 @@ class ReferenceStore:
         if not self.usable():
             yield
             return
-        from pytest_kernelfalcon.executor.deadline import wait_until
+        from pytest_kernelfalcon.executor.deadline import wait_for_flock
 
         fd = os.open(self.root / f"{key_name(key)}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            wait_until(lambda: _try_flock(fd), cancel, "the reference cache (another check is computing this "
-                                                      "reference)", 0.1)
+            wait_for_flock(fd, fcntl.LOCK_EX, cancel, "the reference cache (another check is computing this reference)")
             yield
         finally:
             os.close(fd)

@@ -96,7 +96,7 @@ def gpu_lock(gpu: str, lock_dir: Path | None = None, shared: bool = False,
     """Hold the file lock of ``gpu`` (exclusive for timing, shared for other work); yield the wait (s).
 
     The wait polls ``cancel`` (a ``Deadline`` bounds it: ``DeadlinePassed`` names the timing lock)."""
-    from pytest_kernelfalcon.executor.deadline import wait_until
+    from pytest_kernelfalcon.executor.deadline import wait_for_flock
 
     directory = lock_dir or default_lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -104,20 +104,11 @@ def gpu_lock(gpu: str, lock_dir: Path | None = None, shared: bool = False,
     start = time.monotonic()
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(directory / f"gpu-{safe}.lock", "a+") as handle:
-        wait_until(lambda: _try_lock(handle.fileno(), mode), cancel, f"the timing lock of GPU {gpu} (another "
-                                                                      f"timing holds it)", 0.1)
+        wait_for_flock(handle.fileno(), mode, cancel, f"the timing lock of GPU {gpu} (another timing holds it)")
         try:
             yield time.monotonic() - start
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _try_lock(fd: int, mode: int) -> bool:
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def cuda_available() -> bool:

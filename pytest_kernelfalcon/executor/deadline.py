@@ -11,6 +11,7 @@ time run out is remembered, so the verdict names the stage that was waiting. A p
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,3 +111,16 @@ def wait_until(ready: Callable[[], bool], cancel: threading.Event | None, stage:
                 raise_if_passed(cancel)
                 raise WaitCancelled(stage)
             time.sleep(poll_s)
+
+
+def wait_for_flock(fd: int, mode: int, cancel: threading.Event | None, stage: str, poll_s: float = 0.1) -> None:
+    """Take ``flock(fd, mode)`` once it is free, polling ``cancel`` meanwhile (``wait_until``'s exceptions)."""
+
+    def taken() -> bool:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    wait_until(taken, cancel, stage, poll_s)
