@@ -287,6 +287,10 @@ class Checker:
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
+    def _task_peak(self, reference: Reference, task_source: str) -> int | None:
+        """The task's measured peak device bytes: from this reference's facts, else from an earlier reference job."""
+        return memory.task_peak(reference) or self._peaks.get(_digest(task_source))
+
     def _note_peak(self, source: str, found: Reference | Verdict) -> None:
         """Remember the task's measured peak device memory: its later jobs lease that much, not the card."""
         peak = memory.task_peak(found) if isinstance(found, Reference) else None
@@ -356,7 +360,7 @@ class Checker:
 
     def _run_candidate(self, source: str, reference: Reference, cancel: threading.Event | None,
                        task_source: str = "", comparable: bool = True) -> Verdict:
-        peak = memory.task_peak(reference) or self._peaks.get(_digest(task_source))
+        peak = self._task_peak(reference, task_source)
         verdict = self._run_candidate_job(source, replace(reference, extras=None), cancel, task_source, comparable,
                                           peak)
         if reference.extras is None or not verdict.passed:
@@ -382,7 +386,7 @@ class Checker:
             (jobdir / "candidate.py").write_text(_following_plan(source, reference))
             _save_job(jobdir, KernelBenchJob(task="task.py", entry=self.options.entry, device=self.device,
                                              dtype=self.options.dtype, seed=KB_SEED, trials=KB_TRIALS))
-            peak = memory.task_peak(reference) or self._peaks.get(_digest(task_source))
+            peak = self._task_peak(reference, task_source)
             return self._run(jobdir, cancel, "the kernelbench job", memory.candidate_need(peak, False))
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)

@@ -65,12 +65,14 @@ def out_of_memory(result: JobResult) -> OutOfMemory | None:
     return None
 
 
-def _out_of_disk(result: JobResult) -> OutOfMemory | None:
-    """A disk that filled up while checks beside this one wrote their files: also run again alone."""
+def exhausted(result: JobResult) -> str | None:
+    """What a failed job ran out of, in a few words (device memory, or the disk for its files), else None."""
     from pytest_kernelfalcon.checker.blame import disk_full
 
-    cause = disk_full(result)
-    return None if cause is None else OutOfMemory(None, None, cause)
+    found = out_of_memory(result)
+    if found is not None:
+        return f"out of device memory ({found.describe()})"
+    return "out of disk space for its files" if disk_full(result) is not None else None
 
 
 def task_peak(reference: Reference) -> int | None:
@@ -129,10 +131,10 @@ def run_leased(executor: Executor, job: Job, cancel: threading.Event | None, car
 
     with lease(card, need, cancel) as held:
         result = executor.run(job, cancel)
-    crowded = out_of_memory(result) or _out_of_disk(result)
+    crowded = exhausted(result)
     if crowded is None or held.nbytes is None:  # not beside others: this is the job's own failure
         return result
     with lease(card, None, cancel, stage="the whole card (out of memory beside other checks: again, alone)"):
         again = executor.run(job, cancel)
-    note = f"out of device memory beside other checks ({held.beside} when granted), run again alone ({crowded.describe()})"
+    note = f"{crowded} beside other checks ({held.beside} when granted), run again alone"
     return dataclasses.replace(again, notes=(*again.notes, note))

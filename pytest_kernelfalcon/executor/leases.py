@@ -19,6 +19,7 @@ import fcntl
 import functools
 import json
 import os
+import secrets
 import subprocess
 import tempfile
 import threading
@@ -149,10 +150,6 @@ def _held_body(path: Path) -> dict[str, int | None] | None:
         os.close(fd)
 
 
-_SEQUENCE = iter(range(1, 1 << 62))
-_SEQUENCE_LOCK = threading.Lock()
-
-
 def _hold(path: Path, body: dict[str, int | None]) -> int:
     """Create ``path`` holding ``body`` and keep its exclusive lock; return the open descriptor."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -168,8 +165,8 @@ def _release(fd: int, path: Path) -> None:
 
 
 def _name() -> str:
-    with _SEQUENCE_LOCK:
-        return f"{os.getpid()}-{next(_SEQUENCE)}"
+    """A lease's file name: unique across processes and threads (no counter to share)."""
+    return f"{os.getpid()}-{secrets.token_hex(6)}"
 
 
 def _fits(card: Card, nbytes: int | None, leases: list[tuple[Path, dict[str, int | None]]]) -> bool:
